@@ -1,0 +1,151 @@
+//! The CPU backend: the `gemm` crate's multithreaded SIMD kernels. The fallback on every host and
+//! usually the right choice for tiny problems.
+
+use super::{Backend, BackendKind, Capabilities, DeviceInfo, DeviceType};
+use crate::error::{Error, Result};
+use crate::problem::{scale_c, GemmProblem, Transpose};
+
+/// The one kernel the CPU backend offers.
+pub const NATIVE_KERNEL: &str = "native";
+
+/// Below this many multiply-adds a GEMM runs on one thread: spawning costs more than it saves.
+const PARALLEL_THRESHOLD: f64 = 48.0 * 48.0 * 48.0;
+
+/// The host CPU through the `gemm` crate.
+pub struct CpuBackend {
+    info: DeviceInfo,
+    capabilities: Capabilities,
+    threads: usize,
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let info = DeviceInfo::new(
+            BackendKind::Cpu,
+            "native",
+            &cpu_name(),
+            &format!("gemm 0.19, {threads} threads"),
+            DeviceType::Cpu,
+        );
+        let capabilities = Capabilities {
+            max_buffer_bytes: isize::MAX as u64,
+            max_binding_bytes: isize::MAX as u64,
+            max_workgroup_memory_bytes: 0,
+            max_workgroup_invocations: 0,
+            max_workgroups_per_dimension: 0,
+            shader_f16: false,
+            subgroups: false,
+            timestamp_query: false,
+        };
+        CpuBackend {
+            info,
+            capabilities,
+            threads,
+        }
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The CPU's model name from /proc/cpuinfo, or the architecture where that is not readable.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
+}
+
+/// Row and column strides (in elements) of op(X) for a row-major X stored with row stride `ld`.
+pub(crate) fn op_strides(trans: Transpose, ld: usize) -> (isize, isize) {
+    match trans {
+        Transpose::No => (ld as isize, 1),
+        Transpose::Yes => (1, ld as isize),
+    }
+}
+
+impl Backend for CpuBackend {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn kernels(&self) -> Vec<String> {
+        vec![NATIVE_KERNEL.to_string()]
+    }
+
+    fn check(&self, kernel: &str, problem: &GemmProblem) -> Result<()> {
+        if kernel != NATIVE_KERNEL {
+            return Err(Error::NotFound(format!(
+                "the cpu backend has no kernel '{kernel}' (it has '{NATIVE_KERNEL}')"
+            )));
+        }
+        problem.extents().map(|_| ())
+    }
+
+    fn gemm(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> Result<()> {
+        self.check(kernel, problem)?;
+        problem.check_lengths(a.len(), b.len(), c.len())?;
+        if problem.is_empty() {
+            return Ok(());
+        }
+        if problem.k == 0 {
+            scale_c(problem, c);
+            return Ok(());
+        }
+        let (a_rs, a_cs) = op_strides(problem.trans_a, problem.lda());
+        let (b_rs, b_cs) = op_strides(problem.trans_b, problem.ldb());
+        let parallelism = if problem.flops() / 2.0 >= PARALLEL_THRESHOLD && self.threads > 1 {
+            gemm::Parallelism::Rayon(self.threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: check_lengths proved every element addressed through these strides lies inside
+        // the slices, and C (written) does not alias A or B (borrowed immutably).
+        // The crate computes dst := alpha·dst + beta·lhs·rhs, so our β is its alpha and our α its beta;
+        // with read_dst false it never reads C (β = 0 overwrites NaN, as BLAS does).
+        unsafe {
+            gemm::gemm(
+                problem.m,
+                problem.n,
+                problem.k,
+                c.as_mut_ptr(),
+                1,
+                problem.ldc() as isize,
+                problem.beta != 0.0,
+                a.as_ptr(),
+                a_cs,
+                a_rs,
+                b.as_ptr(),
+                b_cs,
+                b_rs,
+                problem.beta,
+                problem.alpha,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! `tilegemm`: list devices, verify kernels against the f64 reference, run one GEMM.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Instant;
+use tilegemm::reference::{max_relative_error, reference_gemm};
+use tilegemm::verify::{random_inputs, tolerance, verify, VerifyCase, VerifyReport};
+use tilegemm::{Backend, BackendKind, Engine, EngineOptions, Shape, Target, Transpose};
+
+#[derive(Parser)]
+#[command(
+    name = "tilegemm",
+    version,
+    about = "Single-precision GEMM on every GPU API this host has"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every backend and device found, with limits, features and kernels.
+    Devices {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check kernels against the f64 reference on fresh random data, C poisoned first.
+    /// Exits 1 if any case fails.
+    Verify(VerifyArgs),
+    /// Run one GEMM and print its time, GFLOPS and error against the reference.
+    Run(RunArgs),
+}
+
+/// Which devices and kernels a command uses.
+#[derive(Args)]
+struct Selection {
+    /// Only this backend: cpu, wgpu or ocl.
+    #[arg(long)]
+    backend: Option<BackendKind>,
+    /// Only devices whose name contains this (case-insensitive).
+    #[arg(long)]
+    device: Option<String>,
+    /// Only this kernel (e.g. tile16, tile20, tile24, native).
+    #[arg(long)]
+    kernel: Option<String>,
+}
+
+impl Selection {
+    fn target(&self) -> Target {
+        Target {
+            backend: self.backend,
+            device: self.device.clone(),
+            kernel: self.kernel.clone(),
+        }
+    }
+
+    /// Opens only the backends the selection can use.
+    fn engine(&self) -> Engine {
+        Engine::with_options(EngineOptions {
+            wgpu: self.backend.is_none_or(|b| b == BackendKind::Wgpu),
+        })
+    }
+}
+
+/// α, β and transposes of a problem.
+#[derive(Args)]
+struct Scalars {
+    /// Use op(A) = Aᵀ.
+    #[arg(long)]
+    trans_a: bool,
+    /// Use op(B) = Bᵀ.
+    #[arg(long)]
+    trans_b: bool,
+    #[arg(long, allow_negative_numbers = true)]
+    alpha: Option<f32>,
+    #[arg(long, allow_negative_numbers = true)]
+    beta: Option<f32>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Shapes MxNxK (or N for N³), comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1x1x1,7x13x5,33x65x17,64x64x64,255x257x129,65x33x1"
+    )]
+    shapes: Vec<Shape>,
+    #[command(flatten)]
+    selection: Selection,
+    #[command(flatten)]
+    scalars: Scalars,
+    /// Extra elements at the end of every stored row (exercises leading dimensions).
+    #[arg(long, default_value_t = 0)]
+    ld_pad: usize,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The problem, MxNxK (or N for N³).
+    #[arg(long)]
+    shape: Shape,
+    #[command(flatten)]
+    selection: Selection,
+    #[command(flatten)]
+    scalars: Scalars,
+    /// Timed repetitions after one warm-up run; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+fn main() -> ExitCode {
+    // wgpu_hal reports a missing Vulkan driver as errors; tilegemm says so itself, in one line.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
+    )
+    .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Devices { json } => devices(json),
+        Command::Verify(args) => verify_command(args),
+        Command::Run(args) => run_command(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Tells the user about backends that were looked for and not found.
+fn report_unavailable(engine: &Engine) {
+    for missing in engine.unavailable() {
+        eprintln!("note: {} unavailable: {}", missing.backend, missing.reason);
+    }
+}
+
+fn devices(as_json: bool) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new();
+    report_unavailable(&engine);
+    if as_json {
+        let list: Vec<_> = engine
+            .backends()
+            .iter()
+            .map(|b| device_json(b.as_ref()))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for backend in engine.backends() {
+        let info = backend.info();
+        let caps = backend.capabilities();
+        println!(
+            "{} ({}) {} — {:?}, driver {}",
+            info.backend, info.api, info.name, info.device_type, info.driver
+        );
+        if info.backend != BackendKind::Cpu {
+            let features: Vec<&str> = [
+                (caps.shader_f16, "shader_f16"),
+                (caps.subgroups, "subgroups"),
+                (caps.timestamp_query, "timestamp_query"),
+            ]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+            println!(
+                "    limits: buffer {}, binding {}, workgroup memory {}, {} threads per workgroup; features: {}",
+                mib(caps.max_buffer_bytes),
+                mib(caps.max_binding_bytes),
+                mib(caps.max_workgroup_memory_bytes as u64),
+                caps.max_workgroup_invocations,
+                if features.is_empty() { "none".to_string() } else { features.join(", ") }
+            );
+        }
+        println!("    kernels: {}", backend.kernels().join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn device_json(backend: &dyn Backend) -> serde_json::Value {
+    let info = backend.info();
+    let caps = backend.capabilities();
+    json!({
+        "backend": info.backend,
+        "api": info.api,
+        "name": info.name,
+        "device_type": info.device_type,
+        "driver": info.driver,
+        "key": info.key,
+        "vendor_id": info.vendor_id,
+        "device_id": info.device_id,
+        "limits": {
+            "max_buffer_bytes": caps.max_buffer_bytes,
+            "max_binding_bytes": caps.max_binding_bytes,
+            "max_workgroup_memory_bytes": caps.max_workgroup_memory_bytes,
+            "max_workgroup_invocations": caps.max_workgroup_invocations,
+            "max_workgroups_per_dimension": caps.max_workgroups_per_dimension,
+        },
+        "features": {
+            "shader_f16": caps.shader_f16,
+            "subgroups": caps.subgroups,
+            "timestamp_query": caps.timestamp_query,
+        },
+        "kernels": backend.kernels(),
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 40 {
+        "unlimited".to_string()
+    } else if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.selection.engine();
+    report_unavailable(&engine);
+    let target = args.selection.target();
+    // Without explicit scalars, check both the plain product (β = 0: C never read) and the general case.
+    let scalars = match (args.scalars.alpha, args.scalars.beta) {
+        (None, None) => vec![(1.0, 0.0), (0.5, 2.0)],
+        (alpha, beta) => vec![(alpha.unwrap_or(1.0), beta.unwrap_or(0.0))],
+    };
+    let mut reports = Vec::new();
+    for &shape in &args.shapes {
+        for &(alpha, beta) in &scalars {
+            let case = VerifyCase {
+                shape,
+                trans_a: Transpose::from_bool(args.scalars.trans_a),
+                trans_b: Transpose::from_bool(args.scalars.trans_b),
+                alpha,
+                beta,
+                ld_pad: args.ld_pad,
+            };
+            let problem = case.problem();
+            problem
+                .extents()
+                .with_context(|| format!("shape {shape}"))?;
+            let pairs = engine.candidates(&target, &problem);
+            if pairs.is_empty() {
+                // Say why, in the words of the device that would have run it.
+                let reason = engine
+                    .choose(&target, &problem)
+                    .err()
+                    .map(|e| e.to_string());
+                bail!(
+                    "nothing can run {shape}: {}",
+                    reason.unwrap_or_else(|| "no match".into())
+                );
+            }
+            for choice in pairs {
+                let report = verify(choice.backend.as_ref(), &choice.kernel, &case);
+                if !args.json {
+                    print_report(&report);
+                }
+                reports.push(report);
+            }
+        }
+    }
+    let failed = reports.iter().filter(|r| !r.pass).count();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        println!(
+            "verify: {} passed, {} failed",
+            reports.len() - failed,
+            failed
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_report(r: &VerifyReport) {
+    let trans = format!(
+        "{}{}",
+        if r.trans_a { "T" } else { "N" },
+        if r.trans_b { "T" } else { "N" }
+    );
+    let error = match (&r.error, r.max_rel_error) {
+        (Some(e), _) => format!("error: {e}"),
+        (None, Some(x)) => format!("{x:.2e}"),
+        (None, None) => "non-finite".to_string(),
+    };
+    let padding = if r.error.is_none() && !r.padding_intact {
+        " (padding overwritten)"
+    } else {
+        ""
+    };
+    println!(
+        "{:<4} {:<5} {:<28.28} {:<7} {:>16} {} α={} β={}  max_rel_error {}{}",
+        if r.pass { "ok" } else { "FAIL" },
+        r.backend,
+        r.device,
+        r.kernel,
+        format!("{}x{}x{}", r.m, r.n, r.k),
+        trans,
+        r.alpha,
+        r.beta,
+        error,
+        padding
+    );
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.selection.engine();
+    report_unavailable(&engine);
+    let shape = args.shape;
+    let problem = shape
+        .problem()
+        .with_transpose(
+            Transpose::from_bool(args.scalars.trans_a),
+            Transpose::from_bool(args.scalars.trans_b),
+        )
+        .with_scalars(
+            args.scalars.alpha.unwrap_or(1.0),
+            args.scalars.beta.unwrap_or(0.0),
+        );
+    problem.extents()?;
+    let choice = engine.choose(&args.selection.target(), &problem)?;
+    let info = choice.backend.info();
+    let (a, b, c_in) = random_inputs(&problem, &mut SmallRng::from_os_rng());
+    let mut c = c_in.clone();
+    choice
+        .backend
+        .gemm(&choice.kernel, &problem, &a, &b, &mut c)?; // warm-up: compiles, allocates
+    let mut times = Vec::with_capacity(args.reps.max(1));
+    for _ in 0..args.reps.max(1) {
+        c.copy_from_slice(&c_in);
+        let started = Instant::now();
+        choice
+            .backend
+            .gemm(&choice.kernel, &problem, &a, &b, &mut c)?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let reference = reference_gemm(&problem, &a, &b, &c_in)?;
+    let error = max_relative_error(&problem, &c, &reference);
+    let pass = error < tolerance(problem.k);
+    println!(
+        "{} on {} ({}) {}: {shape} in {:.3} ms (median of {}, end to end) = {:.1} GFLOPS; max_rel_error {:.2e} ({})",
+        choice.kernel,
+        info.backend,
+        info.api,
+        info.name,
+        median * 1e3,
+        times.len(),
+        problem.flops() / median / 1e9,
+        error,
+        if pass { "pass" } else { "FAIL" }
+    );
+    Ok(if pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

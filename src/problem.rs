@@ -1,0 +1,348 @@
+//! The GEMM problem `C ← α·op(A)·op(B) + β·C` (row-major, with leading dimensions) and its validation.
+//!
+//! Layout: op(A) is m×k, op(B) is k×n, C is m×n, all row-major.
+//! - A not transposed is stored m×k (row r starts at `r·lda`); transposed it is stored k×m.
+//! - B not transposed is stored k×n; transposed it is stored n×k.
+//! - C is stored m×n with row stride `ldc`; elements between `n` and `ldc` are never touched.
+//!
+//! Degenerate sizes are defined, not errors: m = 0 or n = 0 does nothing; k = 0 means C ← β·C.
+//! β = 0 means C is not read (NaN or garbage in C is overwritten), as in BLAS.
+
+use crate::error::{Error, Operand, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transpose {
+    #[default]
+    No,
+    Yes,
+}
+
+impl Transpose {
+    /// `Yes` when `transposed` is true.
+    pub fn from_bool(transposed: bool) -> Self {
+        if transposed {
+            Transpose::Yes
+        } else {
+            Transpose::No
+        }
+    }
+
+    pub fn is_transposed(self) -> bool {
+        self == Transpose::Yes
+    }
+}
+
+/// One GEMM: sizes, scalars, transposes and leading dimensions. Built with [`GemmProblem::new`] and
+/// the `with_*` methods; leading dimensions default to the packed layout of each operand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmProblem {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub trans_a: Transpose,
+    pub trans_b: Transpose,
+    lda: Option<usize>,
+    ldb: Option<usize>,
+    ldc: Option<usize>,
+}
+
+/// How many elements of each slice a validated problem touches (row stride × rows, last row short).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extents {
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+impl GemmProblem {
+    /// `C ← op(A)·op(B)` with α = 1, β = 0, no transposes, packed leading dimensions.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        GemmProblem {
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: 0.0,
+            trans_a: Transpose::No,
+            trans_b: Transpose::No,
+            lda: None,
+            ldb: None,
+            ldc: None,
+        }
+    }
+
+    pub fn with_scalars(mut self, alpha: f32, beta: f32) -> Self {
+        self.alpha = alpha;
+        self.beta = beta;
+        self
+    }
+
+    pub fn with_transpose(mut self, trans_a: Transpose, trans_b: Transpose) -> Self {
+        self.trans_a = trans_a;
+        self.trans_b = trans_b;
+        self
+    }
+
+    /// Explicit row strides of the stored A, B and C (each at least its stored row length).
+    pub fn with_leading_dims(mut self, lda: usize, ldb: usize, ldc: usize) -> Self {
+        self.lda = Some(lda);
+        self.ldb = Some(ldb);
+        self.ldc = Some(ldc);
+        self
+    }
+
+    /// Rows and columns of A as stored.
+    pub fn stored_a(&self) -> (usize, usize) {
+        match self.trans_a {
+            Transpose::No => (self.m, self.k),
+            Transpose::Yes => (self.k, self.m),
+        }
+    }
+
+    /// Rows and columns of B as stored.
+    pub fn stored_b(&self) -> (usize, usize) {
+        match self.trans_b {
+            Transpose::No => (self.k, self.n),
+            Transpose::Yes => (self.n, self.k),
+        }
+    }
+
+    pub fn lda(&self) -> usize {
+        self.lda.unwrap_or(self.stored_a().1)
+    }
+
+    pub fn ldb(&self) -> usize {
+        self.ldb.unwrap_or(self.stored_b().1)
+    }
+
+    pub fn ldc(&self) -> usize {
+        self.ldc.unwrap_or(self.n)
+    }
+
+    /// Floating-point operations of the product, 2·m·n·k.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// True when there is no element of C to compute (m = 0 or n = 0).
+    pub fn is_empty(&self) -> bool {
+        self.m == 0 || self.n == 0
+    }
+
+    /// Checks leading dimensions and size arithmetic; returns how many elements each operand spans.
+    pub fn extents(&self) -> Result<Extents> {
+        let (ar, ac) = self.stored_a();
+        let (br, bc) = self.stored_b();
+        Ok(Extents {
+            a: span(Operand::A, ar, ac, self.lda())?,
+            b: span(Operand::B, br, bc, self.ldb())?,
+            c: span(Operand::C, self.m, self.n, self.ldc())?,
+        })
+    }
+
+    /// Validates the problem against the lengths of the three slices.
+    pub fn check_lengths(&self, a: usize, b: usize, c: usize) -> Result<Extents> {
+        let extents = self.extents()?;
+        for (operand, required, actual) in [
+            (Operand::A, extents.a, a),
+            (Operand::B, extents.b, b),
+            (Operand::C, extents.c, c),
+        ] {
+            if actual < required {
+                return Err(Error::LengthMismatch {
+                    operand,
+                    required,
+                    actual,
+                });
+            }
+        }
+        Ok(extents)
+    }
+}
+
+/// Elements spanned by a rows×cols matrix with row stride `ld`: `(rows − 1)·ld + cols`.
+fn span(operand: Operand, rows: usize, cols: usize, ld: usize) -> Result<usize> {
+    if ld < cols {
+        return Err(Error::LeadingDimension {
+            operand,
+            ld,
+            min: cols,
+        });
+    }
+    if rows == 0 || cols == 0 {
+        return Ok(0);
+    }
+    (rows - 1)
+        .checked_mul(ld)
+        .and_then(|x| x.checked_add(cols))
+        .filter(|&elements| elements.checked_mul(4).is_some())
+        .ok_or_else(|| Error::SizeOverflow {
+            what: format!("{operand} ({rows} rows × leading dimension {ld})"),
+        })
+}
+
+/// Writes C ← β·C over the m×n elements of C (the whole GEMM when k = 0). β = 0 writes zeros.
+pub fn scale_c(problem: &GemmProblem, c: &mut [f32]) {
+    let ldc = problem.ldc();
+    for row in 0..problem.m {
+        let row = &mut c[row * ldc..row * ldc + problem.n];
+        if problem.beta == 0.0 {
+            row.fill(0.0);
+        } else {
+            row.iter_mut().for_each(|x| *x *= problem.beta);
+        }
+    }
+}
+
+/// A problem size `MxNxK`, as written on the command line (e.g. `1399x1401x1400`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+impl Shape {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Shape { m, n, k }
+    }
+
+    /// The packed, untransposed problem of this shape with α = 1, β = 0.
+    pub fn problem(&self) -> GemmProblem {
+        GemmProblem::new(self.m, self.n, self.k)
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}", self.m, self.n, self.k)
+    }
+}
+
+impl FromStr for Shape {
+    type Err = String;
+
+    /// `MxNxK`, or a single `N` for a square N×N×N.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.trim().split(['x', 'X']).collect();
+        let parse = |p: &str| {
+            p.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{s}' is not a shape: expected MxNxK or N"))
+        };
+        match parts.as_slice() {
+            [n] => {
+                let n = parse(n)?;
+                Ok(Shape::new(n, n, n))
+            }
+            [m, n, k] => Ok(Shape::new(parse(m)?, parse(n)?, parse(k)?)),
+            _ => Err(format!("'{s}' is not a shape: expected MxNxK or N")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_extents_follow_transposes() {
+        let p = GemmProblem::new(3, 5, 7);
+        assert_eq!(
+            p.extents().unwrap(),
+            Extents {
+                a: 21,
+                b: 35,
+                c: 15
+            }
+        );
+        let t = p.with_transpose(Transpose::Yes, Transpose::Yes);
+        assert_eq!((t.lda(), t.ldb(), t.ldc()), (3, 7, 5));
+        assert_eq!(
+            t.extents().unwrap(),
+            Extents {
+                a: 21,
+                b: 35,
+                c: 15
+            }
+        );
+    }
+
+    #[test]
+    fn padded_extents_leave_the_last_row_short() {
+        let p = GemmProblem::new(3, 5, 7).with_leading_dims(9, 6, 8);
+        assert_eq!(
+            p.extents().unwrap(),
+            Extents {
+                a: 2 * 9 + 7,
+                b: 6 * 6 + 5,
+                c: 2 * 8 + 5
+            }
+        );
+    }
+
+    #[test]
+    fn short_leading_dimension_is_rejected() {
+        let err = GemmProblem::new(3, 5, 7)
+            .with_leading_dims(6, 5, 5)
+            .extents();
+        assert!(matches!(
+            err,
+            Err(Error::LeadingDimension {
+                operand: Operand::A,
+                ld: 6,
+                min: 7
+            })
+        ));
+    }
+
+    #[test]
+    fn overflowing_sizes_are_rejected() {
+        let huge = usize::MAX / 2;
+        assert!(matches!(
+            GemmProblem::new(huge, 4, huge).extents(),
+            Err(Error::SizeOverflow { .. })
+        ));
+        // Fits in usize elements but not in bytes.
+        assert!(matches!(
+            GemmProblem::new(1, usize::MAX / 3, 1).extents(),
+            Err(Error::SizeOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_sizes_span_nothing() {
+        let p = GemmProblem::new(0, 5, 0);
+        assert_eq!(p.extents().unwrap(), Extents { a: 0, b: 0, c: 0 });
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn shapes_parse_and_print() {
+        assert_eq!("33x65x17".parse::<Shape>().unwrap(), Shape::new(33, 65, 17));
+        assert_eq!(
+            "1400".parse::<Shape>().unwrap(),
+            Shape::new(1400, 1400, 1400)
+        );
+        assert!("3x4".parse::<Shape>().is_err());
+        assert!("axbxc".parse::<Shape>().is_err());
+        assert_eq!(Shape::new(1, 2, 3).to_string(), "1x2x3");
+    }
+
+    #[test]
+    fn scale_c_touches_only_the_valid_columns() {
+        let p = GemmProblem::new(2, 2, 0)
+            .with_scalars(1.0, 3.0)
+            .with_leading_dims(0, 2, 3);
+        let mut c = [1.0, 2.0, -9.0, 4.0, 5.0];
+        scale_c(&p, &mut c);
+        assert_eq!(c, [3.0, 6.0, -9.0, 12.0, 15.0]);
+    }
+}

@@ -1,0 +1,201 @@
+//! Correctness checks: run a (backend, kernel) on fresh random inputs with C poisoned, and judge it
+//! against the f64 reference (DESIGN.md's protocol).
+
+use crate::backend::Backend;
+use crate::problem::{GemmProblem, Shape, Transpose};
+use crate::reference::{max_relative_error, reference_gemm};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Everything about one check but the device: shape, transposes, scalars and layout padding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VerifyCase {
+    pub shape: Shape,
+    pub trans_a: Transpose,
+    pub trans_b: Transpose,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Extra elements at the end of every stored row of A, B and C (0 = packed).
+    pub ld_pad: usize,
+}
+
+impl VerifyCase {
+    /// The packed, untransposed case with α = 1 and β = 0.
+    pub fn new(shape: Shape) -> Self {
+        VerifyCase {
+            shape,
+            trans_a: Transpose::No,
+            trans_b: Transpose::No,
+            alpha: 1.0,
+            beta: 0.0,
+            ld_pad: 0,
+        }
+    }
+
+    pub fn problem(&self) -> GemmProblem {
+        let packed = self
+            .shape
+            .problem()
+            .with_transpose(self.trans_a, self.trans_b)
+            .with_scalars(self.alpha, self.beta);
+        packed.with_leading_dims(
+            packed.lda() + self.ld_pad,
+            packed.ldb() + self.ld_pad,
+            packed.ldc() + self.ld_pad,
+        )
+    }
+}
+
+/// The outcome of one check. `max_rel_error` is `max|C − R| / max|R|` (None when the run failed
+/// or C holds a non-finite value).
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub backend: String,
+    pub api: String,
+    pub device: String,
+    pub kernel: String,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f32,
+    pub beta: f32,
+    pub ld_pad: usize,
+    pub max_rel_error: Option<f64>,
+    pub tolerance: f64,
+    /// Whether every element of C outside the m×n result (row padding) kept its poison.
+    pub padding_intact: bool,
+    pub pass: bool,
+    /// Wall time of the call, first-use compilation included.
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+/// The largest relative error that passes: 1e-4 for K ≤ 4096, growing as √K beyond (the typical
+/// growth of f32 rounding in a K-term sum).
+pub fn tolerance(k: usize) -> f64 {
+    1e-4 * (k as f64 / 4096.0).sqrt().max(1.0)
+}
+
+/// Fills `values` with uniform random numbers in [−1, 1].
+pub fn fill_random(rng: &mut impl Rng, values: &mut [f32]) {
+    values
+        .iter_mut()
+        .for_each(|x| *x = rng.random_range(-1.0..=1.0));
+}
+
+/// Random inputs for `problem`: A and B random where the problem reads them and NaN in their row
+/// padding; C random where β ≠ 0 reads it and NaN everywhere else, so an element the kernel fails
+/// to write, or writes from padding, shows up as NaN.
+pub fn random_inputs(problem: &GemmProblem, rng: &mut impl Rng) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let extents = problem.extents().expect("verify cases are valid problems");
+    let matrix = |rng: &mut _, len: usize, rows: usize, cols: usize, ld: usize, fill: bool| {
+        let mut data = vec![f32::NAN; len];
+        if fill {
+            for row in 0..rows {
+                fill_random(rng, &mut data[row * ld..row * ld + cols]);
+            }
+        }
+        data
+    };
+    let (ar, ac) = problem.stored_a();
+    let (br, bc) = problem.stored_b();
+    let a = matrix(rng, extents.a, ar, ac, problem.lda(), true);
+    let b = matrix(rng, extents.b, br, bc, problem.ldb(), true);
+    let c = matrix(
+        rng,
+        extents.c,
+        problem.m,
+        problem.n,
+        problem.ldc(),
+        problem.beta != 0.0,
+    );
+    (a, b, c)
+}
+
+/// Runs `kernel` of `backend` on `case` with fresh random data and judges it.
+pub fn verify(backend: &dyn Backend, kernel: &str, case: &VerifyCase) -> VerifyReport {
+    let problem = case.problem();
+    let mut rng = SmallRng::from_os_rng();
+    let (a, b, c_in) = random_inputs(&problem, &mut rng);
+    let mut c = c_in.clone();
+    let started = Instant::now();
+    let outcome = backend.gemm(kernel, &problem, &a, &b, &mut c);
+    let seconds = started.elapsed().as_secs_f64();
+    let info = backend.info();
+    let tolerance = tolerance(problem.k);
+    let mut report = VerifyReport {
+        backend: info.backend.to_string(),
+        api: info.api.clone(),
+        device: info.name.clone(),
+        kernel: kernel.to_string(),
+        m: problem.m,
+        n: problem.n,
+        k: problem.k,
+        trans_a: problem.trans_a.is_transposed(),
+        trans_b: problem.trans_b.is_transposed(),
+        alpha: problem.alpha,
+        beta: problem.beta,
+        ld_pad: case.ld_pad,
+        max_rel_error: None,
+        tolerance,
+        padding_intact: false,
+        pass: false,
+        seconds,
+        error: None,
+    };
+    if let Err(e) = outcome {
+        report.error = Some(e.to_string());
+        return report;
+    }
+    let reference = match reference_gemm(&problem, &a, &b, &c_in) {
+        Ok(r) => r,
+        Err(e) => {
+            report.error = Some(format!("reference: {e}"));
+            return report;
+        }
+    };
+    let error = max_relative_error(&problem, &c, &reference);
+    report.max_rel_error = error.is_finite().then_some(error);
+    report.padding_intact = padding_intact(&problem, &c);
+    report.pass = error < tolerance && report.padding_intact;
+    report
+}
+
+/// True when every element of C between column n and the row stride is still NaN.
+fn padding_intact(problem: &GemmProblem, c: &[f32]) -> bool {
+    let (n, ldc) = (problem.n, problem.ldc());
+    c.chunks(ldc.max(1))
+        .all(|row| row.iter().skip(n).all(|x| x.is_nan()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_is_the_design_bound_up_to_4096() {
+        assert_eq!(tolerance(1), 1e-4);
+        assert_eq!(tolerance(4096), 1e-4);
+        assert!((tolerance(65536) - 4e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn random_inputs_poison_padding_and_unread_c() {
+        let case = VerifyCase {
+            ld_pad: 2,
+            ..VerifyCase::new(Shape::new(3, 4, 5))
+        };
+        let (a, b, c) = random_inputs(&case.problem(), &mut SmallRng::seed_from_u64(7));
+        // A is 3×5 stored with lda 7: two NaN after each full row.
+        assert!(a[..5].iter().all(|x| (-1.0..=1.0).contains(x)));
+        assert!(a[5].is_nan() && a[6].is_nan());
+        assert_eq!(a.len(), 2 * 7 + 5);
+        assert!(b[4].is_nan() && !b[6].is_nan());
+        // β = 0: C is never read, so all of it is poison.
+        assert!(c.iter().all(|x| x.is_nan()));
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command of a fresh machine: installs what the tests need (lavapipe for wgpu, PoCL and
+# the OpenCL headers for the ocl feature) when missing, then fmt, clippy and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
+[ -e /etc/OpenCL/vendors/pocl.icd ] || missing+=(pocl-opencl-icd)
+ls /usr/lib/*/libOpenCL.so >/dev/null 2>&1 || missing+=(ocl-icd-opencl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# lavapipe is installed above, so the wgpu tests must find it rather than skip.
+export TILEGEMM_REQUIRE_WGPU=1
+cargo fmt --all -- --check
+cargo clippy --all-targets --all-features -- -D warnings
+cargo test --all-features

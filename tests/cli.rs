@@ -1,0 +1,189 @@
+//! The `tilegemm` binary: JSON shapes, exit codes, and one-line errors instead of panics.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn tilegemm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Our own error lines: the Vulkan driver may print its own warnings on stderr too.
+fn error_lines(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter(|l| l.starts_with("error: ") && !l.contains("XDG_RUNTIME_DIR"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn devices_json_lists_cpu_and_wgpu() {
+    let out = tilegemm(&["devices", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for device in &list {
+        for field in [
+            "backend",
+            "name",
+            "device_type",
+            "driver",
+            "api",
+            "limits",
+            "features",
+            "kernels",
+        ] {
+            assert!(device.get(field).is_some(), "missing {field} in {device}");
+        }
+    }
+    assert_eq!(list[0]["backend"], "cpu");
+    assert_eq!(list[0]["kernels"][0], "native");
+    let wgpu: Vec<_> = list.iter().filter(|d| d["backend"] == "wgpu").collect();
+    if common::wgpu_required() {
+        assert!(!wgpu.is_empty(), "no wgpu device listed: {}", stderr(&out));
+        assert!(wgpu.iter().any(|d| d["api"] == "vulkan"));
+        assert_eq!(
+            wgpu[0]["kernels"],
+            serde_json::json!(["tile16", "tile20", "tile24"])
+        );
+    }
+}
+
+#[test]
+fn without_vulkan_the_cpu_backend_still_runs_and_says_why() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+        .args(["devices", "--json"])
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("WGPU_BACKEND", "vulkan")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["backend"], "cpu");
+    assert!(
+        stderr(&out).contains("wgpu unavailable"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+        .args(["run", "--shape", "33x65x17"])
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("WGPU_BACKEND", "vulkan")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("native on cpu"));
+}
+
+#[test]
+fn verify_json_reports_every_pair_and_passes() {
+    let out = tilegemm(&[
+        "verify",
+        "--shapes",
+        "7x13x5,1x1x1",
+        "--alpha",
+        "0.5",
+        "--beta",
+        "2",
+        "--trans-b",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let pairs = if common::wgpu_required() { 4 } else { 1 };
+    assert!(reports.len() >= 2 * pairs, "{reports:?}");
+    for r in &reports {
+        for field in [
+            "backend",
+            "device",
+            "kernel",
+            "m",
+            "n",
+            "k",
+            "max_rel_error",
+            "pass",
+        ] {
+            assert!(r.get(field).is_some(), "missing {field} in {r}");
+        }
+        assert_eq!(r["pass"], true, "{r}");
+        assert_eq!(r["trans_b"], true);
+        assert!(r["max_rel_error"].as_f64().unwrap() < 1e-4);
+    }
+}
+
+#[test]
+fn run_prints_time_gflops_and_error() {
+    let out = tilegemm(&[
+        "run",
+        "--shape",
+        "64x48x32",
+        "--backend",
+        "cpu",
+        "--reps",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("GFLOPS") && text.contains("max_rel_error") && text.contains("pass"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_nonzero_with_one_line() {
+    for args in [
+        vec!["run", "--shape", "3x4"],
+        vec!["run", "--shape", "8", "--backend", "metal"],
+        vec!["verify", "--shapes", "axbxc"],
+    ] {
+        let out = tilegemm(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn impossible_problems_exit_2_with_the_reason() {
+    for (args, reason) in [
+        (vec!["run", "--shape", "8", "--kernel", "tile99"], "tile99"),
+        (
+            vec!["verify", "--shapes", "8", "--device", "no such device"],
+            "no device matches",
+        ),
+        (
+            vec![
+                "run",
+                "--shape",
+                "1x1x600000000",
+                "--backend",
+                "wgpu",
+                "--kernel",
+                "tile16",
+            ],
+            "",
+        ),
+    ] {
+        let out = tilegemm(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let errors = error_lines(&out);
+        assert_eq!(errors.len(), 1, "{args:?}: {}", stderr(&out));
+        assert!(errors[0].contains(reason), "{args:?}: {errors:?}");
+        assert!(!stderr(&out).contains("panicked"));
+    }
+}

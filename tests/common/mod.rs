@@ -1,0 +1,82 @@
+//! Shared by the integration tests: one engine per test binary, and the devices to test.
+
+#![allow(dead_code)] // each test binary uses part of this module
+
+use std::sync::{Arc, OnceLock};
+use tilegemm::verify::VerifyCase;
+use tilegemm::{Backend, BackendKind, Engine, Shape, Transpose};
+
+/// This binary's engine, opened once.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(Engine::new)
+}
+
+/// Whether this run must have a wgpu device (set by the CI script, where lavapipe is installed).
+pub fn wgpu_required() -> bool {
+    std::env::var("TILEGEMM_REQUIRE_WGPU").is_ok_and(|v| v == "1")
+}
+
+/// Every wgpu device of this host; fails the test when one is required and none exists.
+pub fn wgpu_backends() -> Vec<Arc<dyn Backend>> {
+    let found: Vec<Arc<dyn Backend>> = engine()
+        .backends()
+        .iter()
+        .filter(|b| b.info().backend == BackendKind::Wgpu)
+        .cloned()
+        .collect();
+    if found.is_empty() {
+        let why: Vec<String> = engine()
+            .unavailable()
+            .iter()
+            .map(|u| u.reason.clone())
+            .collect();
+        assert!(
+            !wgpu_required(),
+            "a wgpu device is required but none was found: {why:?}"
+        );
+        eprintln!("no wgpu device on this host ({why:?}): wgpu cases skipped");
+    }
+    found
+}
+
+pub fn cpu_backend() -> Arc<dyn Backend> {
+    engine().backends()[0].clone()
+}
+
+/// DESIGN.md's odd shapes (kept ≤ 256 for lavapipe): 1, 7, 33, 255, K = 1, and 35×67×19, whose
+/// sizes ≡ 3 (mod 4) leave a partial quad at the end of 16-byte-aligned rows when padded by 1.
+pub const ODD_SHAPES: [&str; 7] = [
+    "1x1x1",
+    "7x13x5",
+    "33x65x17",
+    "64x64x64",
+    "255x257x129",
+    "65x33x1",
+    "35x67x19",
+];
+
+/// Every case of the correctness matrix: shapes × transposes × (α, β) × leading-dimension padding.
+pub fn correctness_cases() -> Vec<VerifyCase> {
+    let mut cases = Vec::new();
+    for shape in ODD_SHAPES {
+        let shape: Shape = shape.parse().unwrap();
+        for trans_a in [Transpose::No, Transpose::Yes] {
+            for trans_b in [Transpose::No, Transpose::Yes] {
+                for (alpha, beta) in [(1.0, 0.0), (0.5, 2.0)] {
+                    for ld_pad in [0, 1] {
+                        cases.push(VerifyCase {
+                            shape,
+                            trans_a,
+                            trans_b,
+                            alpha,
+                            beta,
+                            ld_pad,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cases
+}

@@ -1,0 +1,61 @@
+//! Every kernel of every backend against the f64 reference at odd shapes, both transposes, α = 0.5
+//! with β = 2 (C preloaded) and β = 0 (C poisoned with NaN), packed and padded leading dimensions.
+
+mod common;
+
+use common::{correctness_cases, cpu_backend, wgpu_backends};
+use std::sync::Arc;
+use tilegemm::verify::verify;
+use tilegemm::Backend;
+
+/// Verifies `kernel` on each backend over the whole case matrix; lists every failure.
+fn check_kernel(backends: &[Arc<dyn Backend>], kernel: &str) {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for backend in backends {
+        for case in correctness_cases() {
+            let report = verify(backend.as_ref(), kernel, &case);
+            checked += 1;
+            if !report.pass {
+                failures.push(format!("{report:?}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn cpu_native_matches_reference() {
+    check_kernel(&[cpu_backend()], "native");
+}
+
+#[test]
+fn wgpu_tile16_matches_reference() {
+    check_kernel(&wgpu_backends(), "tile16");
+}
+
+#[test]
+fn wgpu_tile20_matches_reference() {
+    check_kernel(&wgpu_backends(), "tile20");
+}
+
+#[test]
+fn wgpu_tile24_matches_reference() {
+    check_kernel(&wgpu_backends(), "tile24");
+}
+
+#[test]
+fn the_case_matrix_covers_the_issue_list() {
+    let cases = correctness_cases();
+    assert_eq!(cases.len(), 7 * 4 * 2 * 2);
+    assert!(cases.iter().any(|c| c.shape.k == 1));
+    assert!(cases.iter().any(|c| c.alpha == 0.5
+        && c.beta == 2.0
+        && c.trans_a.is_transposed()
+        && c.trans_b.is_transposed()));
+}

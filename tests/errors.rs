@@ -1,0 +1,285 @@
+//! Bad input gets a typed error and leaves C untouched; degenerate sizes do what the docs say.
+
+mod common;
+
+use common::{cpu_backend, engine, wgpu_backends};
+use std::borrow::Cow;
+use std::sync::Arc;
+use tilegemm::{Backend, Engine, Error, GemmProblem, Operand, Target};
+
+/// The CPU and every wgpu device.
+fn all_backends() -> Vec<Arc<dyn Backend>> {
+    let mut all = vec![cpu_backend()];
+    all.extend(wgpu_backends());
+    all
+}
+
+fn first_kernel(backend: &dyn Backend) -> String {
+    backend.kernels()[0].clone()
+}
+
+const POISON: f32 = -7.25;
+
+#[test]
+fn short_slices_are_length_mismatches_and_c_is_untouched() {
+    let p = GemmProblem::new(4, 5, 6);
+    for backend in all_backends() {
+        let kernel = first_kernel(backend.as_ref());
+        let mut c = vec![POISON; 20];
+        let err = backend
+            .gemm(&kernel, &p, &[1.0; 23], &[1.0; 30], &mut c)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LengthMismatch {
+                    operand: Operand::A,
+                    required: 24,
+                    actual: 23
+                }
+            ),
+            "{err}"
+        );
+        let err = backend
+            .gemm(&kernel, &p, &[1.0; 24], &[1.0; 29], &mut c)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LengthMismatch {
+                    operand: Operand::B,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut short_c = vec![POISON; 19];
+        let err = backend
+            .gemm(&kernel, &p, &[1.0; 24], &[1.0; 30], &mut short_c)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LengthMismatch {
+                    operand: Operand::C,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(c.iter().chain(&short_c).all(|&x| x == POISON));
+    }
+}
+
+#[test]
+fn overflowing_sizes_are_errors_not_panics() {
+    let huge = GemmProblem::new(usize::MAX / 4, 3, usize::MAX / 4);
+    let mut c = vec![POISON; 4];
+    let err = engine().gemm(&huge, &[1.0], &[1.0], &mut c).unwrap_err();
+    assert!(matches!(err, Error::SizeOverflow { .. }), "{err}");
+    for backend in all_backends() {
+        let err = backend
+            .check(&first_kernel(backend.as_ref()), &huge)
+            .unwrap_err();
+        assert!(matches!(err, Error::SizeOverflow { .. }), "{err}");
+    }
+    assert!(c.iter().all(|&x| x == POISON));
+}
+
+#[test]
+fn short_leading_dimension_is_an_error() {
+    let p = GemmProblem::new(2, 2, 3).with_leading_dims(2, 2, 2);
+    let mut c = vec![POISON; 4];
+    let err = engine().gemm(&p, &[1.0; 8], &[1.0; 8], &mut c).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LeadingDimension {
+                operand: Operand::A,
+                ld: 2,
+                min: 3
+            }
+        ),
+        "{err}"
+    );
+    assert!(c.iter().all(|&x| x == POISON));
+}
+
+#[test]
+fn problems_over_the_binding_limit_name_the_limit() {
+    for backend in wgpu_backends() {
+        let limit = backend.capabilities().max_binding_bytes;
+        let k = (limit / 4 + 1) as usize;
+        let p = GemmProblem::new(1, 1, k);
+        let err = backend.check("tile16", &p).unwrap_err();
+        match &err {
+            Error::DeviceLimit {
+                limit: name,
+                required,
+                available,
+                ..
+            } => {
+                assert!(name.contains("max_storage_buffer_binding_size"), "{err}");
+                assert!(required > available);
+            }
+            other => panic!("expected a device limit, got {other}"),
+        }
+        // With real data (affordable where the limit is lavapipe's 128 MiB): same error, C untouched.
+        if limit <= 256 << 20 {
+            let a = vec![1.0f32; k];
+            let mut c = vec![POISON];
+            let err = backend.gemm("tile16", &p, &a, &a, &mut c).unwrap_err();
+            assert!(matches!(err, Error::DeviceLimit { .. }), "{err}");
+            assert_eq!(c, [POISON]);
+            // Explicitly targeted, the engine reports the same limit rather than a generic refusal.
+            let target = Target {
+                device: Some(backend.info().name.clone()),
+                kernel: Some("tile16".into()),
+                ..Default::default()
+            };
+            let err = engine().gemm_on(&target, &p, &a, &a, &mut c).unwrap_err();
+            assert!(
+                err.to_string().contains("max_storage_buffer_binding_size"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dispatches_over_the_workgroup_limit_are_refused() {
+    for backend in wgpu_backends() {
+        let max_groups = backend.capabilities().max_workgroups_per_dimension as usize;
+        let p = GemmProblem::new(max_groups * 16 + 1, 1, 1);
+        let err = backend.check("tile16", &p).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("workgroups per dispatch dimension"),
+            "{err}"
+        );
+        // tile24 covers 24 rows per workgroup, so the same problem fits it.
+        assert!(backend.check("tile24", &p).is_ok());
+    }
+}
+
+#[test]
+fn empty_outputs_do_nothing() {
+    for backend in all_backends() {
+        let kernel = first_kernel(backend.as_ref());
+        let mut c: Vec<f32> = vec![];
+        backend
+            .gemm(&kernel, &GemmProblem::new(0, 5, 3), &[], &[1.0; 15], &mut c)
+            .unwrap();
+        backend
+            .gemm(&kernel, &GemmProblem::new(5, 0, 3), &[1.0; 15], &[], &mut c)
+            .unwrap();
+        backend
+            .gemm(&kernel, &GemmProblem::new(0, 0, 0), &[], &[], &mut c)
+            .unwrap();
+    }
+}
+
+#[test]
+fn zero_k_scales_c_by_beta() {
+    for backend in all_backends() {
+        let kernel = first_kernel(backend.as_ref());
+        let name = &backend.info().name;
+        // ldc = 3 with n = 2: the padding column must survive.
+        let p = GemmProblem::new(2, 2, 0)
+            .with_scalars(0.5, 2.0)
+            .with_leading_dims(0, 2, 3);
+        let mut c = vec![1.0, -2.0, POISON, 3.0, 4.0];
+        backend.gemm(&kernel, &p, &[], &[], &mut c).unwrap();
+        assert_eq!(c, [2.0, -4.0, POISON, 6.0, 8.0], "{name} {kernel}");
+        // β = 0 overwrites C without reading it, NaN included.
+        let p = GemmProblem::new(2, 2, 0).with_scalars(0.5, 0.0);
+        let mut c = vec![f32::NAN; 4];
+        backend.gemm(&kernel, &p, &[], &[], &mut c).unwrap();
+        assert_eq!(c, [0.0; 4], "{name} {kernel}");
+    }
+}
+
+#[test]
+fn unknown_kernels_and_devices_are_not_found() {
+    for backend in all_backends() {
+        let err = backend
+            .gemm(
+                "tile99",
+                &GemmProblem::new(1, 1, 1),
+                &[1.0],
+                &[1.0],
+                &mut [0.0],
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound(ref m) if m.contains("tile99")),
+            "{err}"
+        );
+    }
+    let target = Target {
+        device: Some("no such device".into()),
+        ..Default::default()
+    };
+    let err = engine()
+        .gemm_on(
+            &target,
+            &GemmProblem::new(1, 1, 1),
+            &[1.0],
+            &[1.0],
+            &mut [0.0],
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+#[test]
+fn a_kernel_that_fails_to_compile_reports_its_log_and_others_still_work() {
+    // A separate engine: the broken kernel must not leak into other tests.
+    let engine = Engine::new();
+    for device in engine.wgpu_devices() {
+        let mut broken = tilegemm::kernels::wgsl_kernels().remove(0);
+        broken.name = "broken".to_string();
+        broken.source = Cow::Owned(broken.source.replace("acc += ", "acc += undefined_name * "));
+        // SAFETY: the kernel never compiles, so it never runs.
+        unsafe { device.register_kernel(broken) };
+        let mut c = vec![POISON; 4];
+        let err = device
+            .gemm(
+                "broken",
+                &GemmProblem::new(2, 2, 2),
+                &[1.0; 4],
+                &[1.0; 4],
+                &mut c,
+            )
+            .unwrap_err();
+        match &err {
+            Error::KernelBuild { kernel, log, .. } => {
+                assert_eq!(kernel, "broken");
+                assert!(
+                    log.contains("undefined_name"),
+                    "the log should name the culprit: {log}"
+                );
+            }
+            other => panic!("expected a build error, got {other}"),
+        }
+        assert!(c.iter().all(|&x| x == POISON));
+        device
+            .gemm(
+                "tile20",
+                &GemmProblem::new(2, 2, 2),
+                &[1.0; 4],
+                &[1.0; 4],
+                &mut c,
+            )
+            .unwrap();
+        assert_eq!(c, [2.0; 4]);
+    }
+}
+
+#[test]
+fn ndarray_shape_mismatch_is_an_error() {
+    let a = ndarray::Array2::<f32>::zeros((3, 4));
+    let b = ndarray::Array2::<f32>::zeros((5, 2));
+    let err = engine().matmul(a.view(), b.view()).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch(_)), "{err}");
+}
