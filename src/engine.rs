@@ -22,11 +22,16 @@ pub struct Unavailable {
 #[derive(Clone, Copy, Debug)]
 pub struct EngineOptions {
     pub wgpu: bool,
+    /// OpenCL devices; only with the cargo feature `ocl`.
+    pub ocl: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { wgpu: true }
+        EngineOptions {
+            wgpu: true,
+            ocl: true,
+        }
     }
 }
 
@@ -115,6 +120,15 @@ impl Engine {
                 backend: BackendKind::Wgpu,
                 reason: "disabled".to_string(),
             });
+        }
+        if options.ocl {
+            match discover_ocl() {
+                Ok(devices) => backends.extend(devices),
+                Err(reason) => unavailable.push(Unavailable {
+                    backend: BackendKind::Ocl,
+                    reason,
+                }),
+            }
         }
         Engine {
             backends,
@@ -297,6 +311,20 @@ impl Engine {
         self.gemm_on(target, &problem, &a_data, &b_data, &mut c)?;
         Array2::from_shape_vec((m, n), c).map_err(|e| Error::ShapeMismatch(e.to_string()))
     }
+}
+
+#[cfg(feature = "ocl")]
+fn discover_ocl() -> std::result::Result<Vec<Arc<dyn Backend>>, String> {
+    let devices = crate::backend::ocl::discover()?;
+    Ok(devices
+        .into_iter()
+        .map(|d| Arc::new(d) as Arc<dyn Backend>)
+        .collect())
+}
+
+#[cfg(not(feature = "ocl"))]
+fn discover_ocl() -> std::result::Result<Vec<Arc<dyn Backend>>, String> {
+    Err("built without the cargo feature `ocl`".to_string())
 }
 
 /// The data of a 2-D view as (elements, transpose, leading dimension) in tilegemm's row-major terms.

@@ -3,8 +3,12 @@
 
 use std::borrow::Cow;
 
-/// One WGSL GEMM kernel. Every kernel binds A, B (read), C (read-write) and the problem's parameters
-/// (uniform) at bindings 0–3, exposes `main`, and takes the overrides `TRANS_A` and `TRANS_B`.
+/// One GEMM tiling and its sources, so the same algorithm runs on every API.
+///
+/// WGSL: binds A, B (read), C (read-write) and the problem's parameters (uniform) at bindings 0–3,
+/// exposes `main`, and takes the overrides `TRANS_A` and `TRANS_B`.
+/// OpenCL C: `gemm(M, N, K, alpha, A, B, beta, C, lda, ldb, ldc)` (the seed's signature plus leading
+/// dimensions), built with `-D TRANS_A=0|1 -D TRANS_B=0|1`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelSpec {
     pub name: String,
@@ -20,7 +24,9 @@ pub struct KernelSpec {
     /// Width of global loads, in floats.
     pub vector_width: u32,
     /// WGSL source.
-    pub source: Cow<'static, str>,
+    pub wgsl: Cow<'static, str>,
+    /// OpenCL C source, where the tiling has one.
+    pub opencl: Option<Cow<'static, str>>,
 }
 
 impl KernelSpec {
@@ -43,13 +49,14 @@ impl KernelSpec {
     }
 }
 
-/// A hand-written seed kernel: square tile, thread tile, vector width.
+/// A hand-written seed kernel: square tile, thread tile, vector width, its two sources.
 fn seed_kernel(
     name: &str,
     tile: u32,
     per_thread: u32,
     vector_width: u32,
-    source: &'static str,
+    wgsl: &'static str,
+    opencl: &'static str,
 ) -> KernelSpec {
     let side = tile / per_thread;
     KernelSpec {
@@ -60,16 +67,38 @@ fn seed_kernel(
         workgroup: [side, side],
         thread_tile: [per_thread, per_thread],
         vector_width,
-        source: Cow::Borrowed(source),
+        wgsl: Cow::Borrowed(wgsl),
+        opencl: Some(Cow::Borrowed(opencl)),
     }
 }
 
-/// The seed project's three tilings, in WGSL.
-pub fn wgsl_kernels() -> Vec<KernelSpec> {
+/// The seed project's three tilings, in WGSL and OpenCL C.
+pub fn catalogue() -> Vec<KernelSpec> {
     vec![
-        seed_kernel("tile16", 16, 1, 1, include_str!("../shaders/tile16.wgsl")),
-        seed_kernel("tile20", 20, 2, 1, include_str!("../shaders/tile20.wgsl")),
-        seed_kernel("tile24", 24, 2, 4, include_str!("../shaders/tile24.wgsl")),
+        seed_kernel(
+            "tile16",
+            16,
+            1,
+            1,
+            include_str!("../shaders/tile16.wgsl"),
+            include_str!("../kernels_cl/tile16.cl"),
+        ),
+        seed_kernel(
+            "tile20",
+            20,
+            2,
+            1,
+            include_str!("../shaders/tile20.wgsl"),
+            include_str!("../kernels_cl/tile20.cl"),
+        ),
+        seed_kernel(
+            "tile24",
+            24,
+            2,
+            4,
+            include_str!("../shaders/tile24.wgsl"),
+            include_str!("../kernels_cl/tile24.cl"),
+        ),
     ]
 }
 
@@ -82,7 +111,7 @@ mod tests {
 
     #[test]
     fn seed_tilings_match_the_design_table() {
-        let kernels = wgsl_kernels();
+        let kernels = catalogue();
         let summary: Vec<_> = kernels
             .iter()
             .map(|k| (k.name.as_str(), k.tile_m, k.workgroup, k.thread_tile))
@@ -97,9 +126,15 @@ mod tests {
         );
         for k in &kernels {
             let wgsize = format!("@workgroup_size({}, {}, 1)", k.workgroup[0], k.workgroup[1]);
+            assert!(k.wgsl.contains(&wgsize), "{} must declare {wgsize}", k.name);
+            let cl_size = format!(
+                "reqd_work_group_size({}, {}, 1)",
+                k.workgroup[0], k.workgroup[1]
+            );
+            let opencl = k.opencl.as_deref().unwrap();
             assert!(
-                k.source.contains(&wgsize),
-                "{} must declare {wgsize}",
+                opencl.contains(&cl_size),
+                "{}.cl must declare {cl_size}",
                 k.name
             );
         }
@@ -107,7 +142,7 @@ mod tests {
 
     #[test]
     fn dispatch_covers_ragged_edges() {
-        let tile24 = &wgsl_kernels()[2];
+        let tile24 = &catalogue()[2];
         assert_eq!(tile24.dispatch(1, 1), (1, 1));
         assert_eq!(tile24.dispatch(25, 48), (2, 2));
         assert_eq!(tile24.dispatch(0, 5), (1, 0));

@@ -64,6 +64,7 @@ impl Selection {
     fn engine(&self) -> Engine {
         Engine::with_options(EngineOptions {
             wgpu: self.backend.is_none_or(|b| b == BackendKind::Wgpu),
+            ocl: self.backend.is_none_or(|b| b == BackendKind::Ocl),
         })
     }
 }

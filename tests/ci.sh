@@ -15,8 +15,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# lavapipe is installed above, so the wgpu tests must find it rather than skip.
-export TILEGEMM_REQUIRE_WGPU=1
+# lavapipe and PoCL are installed above, so the wgpu and OpenCL tests must find them, not skip.
+export TILEGEMM_REQUIRE_WGPU=1 TILEGEMM_REQUIRE_OCL=1
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 cargo test --all-features

@@ -1,9 +1,9 @@
-//! Every kernel of every backend against the f64 reference at odd shapes, both transposes, α = 0.5
+//! Every kernel of every backend (CPU, wgpu, OpenCL) against the f64 reference at odd shapes, both transposes, α = 0.5
 //! with β = 2 (C preloaded) and β = 0 (C poisoned with NaN), packed and padded leading dimensions.
 
 mod common;
 
-use common::{correctness_cases, cpu_backend, wgpu_backends};
+use common::{correctness_cases, cpu_backend, ocl_backends, wgpu_backends};
 use std::sync::Arc;
 use tilegemm::verify::verify;
 use tilegemm::Backend;
@@ -47,6 +47,21 @@ fn wgpu_tile20_matches_reference() {
 #[test]
 fn wgpu_tile24_matches_reference() {
     check_kernel(&wgpu_backends(), "tile24");
+}
+
+#[test]
+fn ocl_tile16_matches_reference() {
+    check_kernel(&ocl_backends(), "tile16");
+}
+
+#[test]
+fn ocl_tile20_matches_reference() {
+    check_kernel(&ocl_backends(), "tile20");
+}
+
+#[test]
+fn ocl_tile24_matches_reference() {
+    check_kernel(&ocl_backends(), "tile24");
 }
 
 #[test]

@@ -2,15 +2,16 @@
 
 mod common;
 
-use common::{cpu_backend, engine, wgpu_backends};
+use common::{cpu_backend, engine, ocl_backends, wgpu_backends};
 use std::borrow::Cow;
 use std::sync::Arc;
 use tilegemm::{Backend, Engine, Error, GemmProblem, Operand, Target};
 
-/// The CPU and every wgpu device.
+/// The CPU, every wgpu device and every OpenCL device.
 fn all_backends() -> Vec<Arc<dyn Backend>> {
     let mut all = vec![cpu_backend()];
     all.extend(wgpu_backends());
+    all.extend(ocl_backends());
     all
 }
 
@@ -237,9 +238,9 @@ fn a_kernel_that_fails_to_compile_reports_its_log_and_others_still_work() {
     // A separate engine: the broken kernel must not leak into other tests.
     let engine = Engine::new();
     for device in engine.wgpu_devices() {
-        let mut broken = tilegemm::kernels::wgsl_kernels().remove(0);
+        let mut broken = tilegemm::kernels::catalogue().remove(0);
         broken.name = "broken".to_string();
-        broken.source = Cow::Owned(broken.source.replace("acc += ", "acc += undefined_name * "));
+        broken.wgsl = Cow::Owned(broken.wgsl.replace("acc += ", "acc += undefined_name * "));
         // SAFETY: the kernel never compiles, so it never runs.
         unsafe { device.register_kernel(broken) };
         let mut c = vec![POISON; 4];
@@ -266,6 +267,58 @@ fn a_kernel_that_fails_to_compile_reports_its_log_and_others_still_work() {
         device
             .gemm(
                 "tile20",
+                &GemmProblem::new(2, 2, 2),
+                &[1.0; 4],
+                &[1.0; 4],
+                &mut c,
+            )
+            .unwrap();
+        assert_eq!(c, [2.0; 4]);
+    }
+}
+
+#[cfg(feature = "ocl")]
+#[test]
+fn an_opencl_kernel_that_fails_to_build_reports_its_log() {
+    let devices = tilegemm::backend::ocl::discover().unwrap_or_default();
+    assert!(
+        !(common::ocl_required() && devices.is_empty()),
+        "an OpenCL device is required"
+    );
+    for device in devices {
+        let mut broken = tilegemm::kernels::catalogue().remove(1);
+        broken.name = "broken".to_string();
+        let source = broken
+            .opencl
+            .as_deref()
+            .unwrap()
+            .replace("acc00 += ", "acc00 += undefined_name * ");
+        broken.opencl = Some(Cow::Owned(source));
+        let device = device.with_kernels(vec![broken, tilegemm::kernels::catalogue().remove(0)]);
+        let mut c = vec![POISON; 4];
+        let err = device
+            .gemm(
+                "broken",
+                &GemmProblem::new(2, 2, 2),
+                &[1.0; 4],
+                &[1.0; 4],
+                &mut c,
+            )
+            .unwrap_err();
+        match &err {
+            Error::KernelBuild { kernel, log, .. } => {
+                assert_eq!(kernel, "broken");
+                assert!(
+                    log.contains("undefined_name"),
+                    "the build log should name the culprit: {log}"
+                );
+            }
+            other => panic!("expected a build error, got {other}"),
+        }
+        assert!(c.iter().all(|&x| x == POISON));
+        device
+            .gemm(
+                "tile16",
                 &GemmProblem::new(2, 2, 2),
                 &[1.0; 4],
                 &[1.0; 4],

@@ -1,7 +1,7 @@
 //! Every WGSL kernel parses, validates, specialises for each transpose pair, and compiles to SPIR-V,
 //! with naga alone (no GPU).
 
-use tilegemm::kernels::wgsl_kernels;
+use tilegemm::kernels::catalogue;
 
 fn compile_every_specialisation(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -40,14 +40,14 @@ fn compile_every_specialisation(name: &str, source: &str) {
 
 #[test]
 fn catalogue_kernels_compile_for_every_transpose_pair() {
-    for kernel in wgsl_kernels() {
-        compile_every_specialisation(&kernel.name, &kernel.source);
+    for kernel in catalogue() {
+        compile_every_specialisation(&kernel.name, &kernel.wgsl);
     }
 }
 
 #[test]
 fn every_file_in_shaders_is_valid_and_catalogued() {
-    let catalogued: Vec<String> = wgsl_kernels().into_iter().map(|k| k.name).collect();
+    let catalogued: Vec<String> = catalogue().into_iter().map(|k| k.name).collect();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -67,8 +67,32 @@ fn every_file_in_shaders_is_valid_and_catalogued() {
 
 #[test]
 fn a_broken_shader_is_rejected() {
-    let broken = wgsl_kernels()[0]
-        .source
+    let broken = catalogue()[0]
+        .wgsl
         .replace("acc += ", "acc += undefined_name * ");
     assert!(naga::front::wgsl::parse_str(&broken).is_err());
+}
+
+#[test]
+fn every_file_in_kernels_cl_is_catalogued_beside_its_wgsl_twin() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels_cl");
+    let catalogue = catalogue();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cl") {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            let spec = catalogue.iter().find(|k| k.name == name);
+            let spec =
+                spec.unwrap_or_else(|| panic!("kernels_cl/{name}.cl is not in the catalogue"));
+            assert_eq!(
+                spec.opencl.as_deref(),
+                Some(std::fs::read_to_string(&path).unwrap().as_str())
+            );
+            assert!(spec
+                .opencl
+                .as_deref()
+                .unwrap()
+                .contains("void gemm(const uint M, const uint N, const uint K, const float alpha"));
+        }
+    }
 }

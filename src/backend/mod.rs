@@ -1,10 +1,13 @@
 //! The [`Backend`] trait — one device of one GPU API (or the CPU) — and what it reports about itself.
 
 pub mod cpu;
+#[cfg(feature = "ocl")]
+pub mod ocl;
 pub mod wgpu;
 
-use crate::error::Result;
-use crate::problem::GemmProblem;
+use crate::error::{Error, Operand, Result};
+use crate::kernels::KernelSpec;
+use crate::problem::{Extents, GemmProblem};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -150,4 +153,93 @@ pub trait Backend: Send + Sync {
         b: &[f32],
         c: &mut [f32],
     ) -> Result<()>;
+
+    /// As [`Backend::gemm`], and returns the seconds the kernel itself ran, measured on the device
+    /// (wgpu timestamp queries, OpenCL profiling events); `None` where the device cannot tell.
+    fn gemm_timed(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> Result<Option<f64>> {
+        self.gemm(kernel, problem, a, b, c).map(|()| None)
+    }
+}
+
+/// GPU buffers are sized in multiples of 16 bytes: vec4 kernels read whole quads.
+const BUFFER_ALIGN: u64 = 16;
+
+/// Kernels index with u32 arithmetic; sizes stay below 2³¹ so no index or loop counter can wrap.
+const MAX_INDEX: u64 = i32::MAX as u64;
+
+/// Bytes of device storage for `elements` floats, padded to 16 bytes and never empty.
+pub(crate) fn padded_bytes(elements: usize) -> u64 {
+    (elements as u64 * 4).div_ceil(BUFFER_ALIGN).max(1) * BUFFER_ALIGN
+}
+
+/// Checks that `problem` fits a GPU device's limits when run with the tiling `spec`.
+pub(crate) fn check_gpu_limits(
+    info: &DeviceInfo,
+    caps: &Capabilities,
+    spec: &KernelSpec,
+    problem: &GemmProblem,
+    extents: &Extents,
+) -> Result<()> {
+    let exceeds = |limit: &'static str, required: u64, available: u64| {
+        if required > available {
+            Err(Error::DeviceLimit {
+                device: info.name.clone(),
+                limit,
+                required,
+                available,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    exceeds(
+        "threads per workgroup",
+        spec.invocations() as u64,
+        caps.max_workgroup_invocations as u64,
+    )?;
+    exceeds(
+        "workgroup memory (bytes)",
+        spec.workgroup_memory_bytes() as u64,
+        caps.max_workgroup_memory_bytes as u64,
+    )?;
+    for (operand, elements) in [
+        (Operand::A, extents.a),
+        (Operand::B, extents.b),
+        (Operand::C, extents.c),
+    ] {
+        let limit = match operand {
+            Operand::A => "max_storage_buffer_binding_size (bytes of A)",
+            Operand::B => "max_storage_buffer_binding_size (bytes of B)",
+            Operand::C => "max_storage_buffer_binding_size (bytes of C)",
+        };
+        let bytes = padded_bytes(elements);
+        exceeds(limit, bytes, caps.max_binding_bytes)?;
+        exceeds("max_buffer_size (bytes)", bytes, caps.max_buffer_bytes)?;
+        exceeds("32-bit kernel index (elements)", elements as u64, MAX_INDEX)?;
+    }
+    let largest = [
+        problem.m,
+        problem.n,
+        problem.k,
+        problem.lda(),
+        problem.ldb(),
+        problem.ldc(),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    exceeds("32-bit kernel index (size)", largest as u64, MAX_INDEX)?;
+    let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
+    exceeds(
+        "workgroups per dispatch dimension",
+        groups_x.max(groups_y),
+        caps.max_workgroups_per_dimension as u64,
+    )
 }

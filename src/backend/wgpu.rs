@@ -6,9 +6,11 @@
 //! Shader modules are created without wgpu's runtime bounds checks (2.5–50× on NVIDIA, DESIGN.md):
 //! every kernel guards its own accesses, and the odd-shape tests prove those guards.
 
-use super::{Backend, BackendKind, Capabilities, DeviceInfo, DeviceType};
-use crate::error::{Error, Operand, Result};
-use crate::kernels::{wgsl_kernels, KernelSpec};
+use super::{
+    check_gpu_limits, padded_bytes, Backend, BackendKind, Capabilities, DeviceInfo, DeviceType,
+};
+use crate::error::{Error, Result};
+use crate::kernels::{catalogue, KernelSpec};
 use crate::problem::{Extents, GemmProblem, Transpose};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,19 +31,8 @@ struct Params {
     beta: f32,
 }
 
-/// Storage buffers are sized and bound in multiples of 16 bytes: vec4 kernels read whole quads.
-const BUFFER_ALIGN: u64 = 16;
-
-/// Kernels index with u32 arithmetic; sizes stay below 2³¹ so no index or loop counter can wrap.
-const MAX_INDEX: u64 = i32::MAX as u64;
-
 /// Source of the ids that tie a [`DeviceMatrix`] to the device that holds it.
 static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Bytes of storage for `elements` floats, padded to [`BUFFER_ALIGN`] and never empty.
-fn padded_bytes(elements: usize) -> u64 {
-    (elements as u64 * 4).div_ceil(BUFFER_ALIGN).max(1) * BUFFER_ALIGN
-}
 
 /// How long to wait for one submission: generous for a device doing a mere 1 GFLOPS.
 fn timeout_for(problem: &GemmProblem) -> Duration {
@@ -238,7 +229,7 @@ impl WgpuBackend {
             id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed),
             bind_group_layout,
             pipeline_layout,
-            kernels: RwLock::new(wgsl_kernels().into_iter().map(Arc::new).collect()),
+            kernels: RwLock::new(catalogue().into_iter().map(Arc::new).collect()),
             pipelines: Mutex::new(HashMap::new()),
             staging: Mutex::new(Staging {
                 a: None,
@@ -328,7 +319,7 @@ impl WgpuBackend {
             self.device.create_shader_module_trusted(
                 wgpu::ShaderModuleDescriptor {
                     label: Some(&spec.name),
-                    source: wgpu::ShaderSource::Wgsl(spec.source.clone()),
+                    source: wgpu::ShaderSource::Wgsl(spec.wgsl.clone()),
                 },
                 wgpu::ShaderRuntimeChecks::unchecked(),
             )
@@ -358,71 +349,6 @@ impl WgpuBackend {
         }
         pipelines.insert(key, pipeline.clone());
         Ok(pipeline)
-    }
-
-    /// Checks that `problem` fits this device's limits for `spec`.
-    fn check_limits(
-        &self,
-        spec: &KernelSpec,
-        problem: &GemmProblem,
-        extents: &Extents,
-    ) -> Result<()> {
-        let caps = &self.capabilities;
-        let exceeds = |limit: &'static str, required: u64, available: u64| {
-            if required > available {
-                Err(Error::DeviceLimit {
-                    device: self.info.name.clone(),
-                    limit,
-                    required,
-                    available,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        exceeds(
-            "threads per workgroup",
-            spec.invocations() as u64,
-            caps.max_workgroup_invocations as u64,
-        )?;
-        exceeds(
-            "workgroup memory (bytes)",
-            spec.workgroup_memory_bytes() as u64,
-            caps.max_workgroup_memory_bytes as u64,
-        )?;
-        for (operand, elements) in [
-            (Operand::A, extents.a),
-            (Operand::B, extents.b),
-            (Operand::C, extents.c),
-        ] {
-            let limit = match operand {
-                Operand::A => "max_storage_buffer_binding_size (bytes of A)",
-                Operand::B => "max_storage_buffer_binding_size (bytes of B)",
-                Operand::C => "max_storage_buffer_binding_size (bytes of C)",
-            };
-            let bytes = padded_bytes(elements);
-            exceeds(limit, bytes, caps.max_binding_bytes)?;
-            exceeds("max_buffer_size (bytes)", bytes, caps.max_buffer_bytes)?;
-            exceeds("32-bit kernel index (elements)", elements as u64, MAX_INDEX)?;
-        }
-        let largest = [
-            problem.m,
-            problem.n,
-            problem.k,
-            problem.lda(),
-            problem.ldb(),
-            problem.ldc(),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        exceeds("32-bit kernel index (size)", largest as u64, MAX_INDEX)?;
-        let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
-        exceeds(
-            "workgroups per dispatch dimension",
-            groups_x.max(groups_y),
-            caps.max_workgroups_per_dimension as u64,
-        )
     }
 
     /// A buffer of at least `bytes`, reusing the one in `slot` when it is large enough.
@@ -615,7 +541,7 @@ impl WgpuBackend {
         self.check_owner([a, b, c])?;
         let spec = self.kernel(kernel)?;
         let extents = problem.check_lengths(a.len, b.len, c.len)?;
-        self.check_limits(&spec, problem, &extents)?;
+        check_gpu_limits(&self.info, &self.capabilities, &spec, problem, &extents)?;
         if problem.is_empty() {
             return Ok(());
         }
@@ -679,7 +605,7 @@ impl Backend for WgpuBackend {
     fn check(&self, kernel: &str, problem: &GemmProblem) -> Result<()> {
         let spec = self.kernel(kernel)?;
         let extents = problem.extents()?;
-        self.check_limits(&spec, problem, &extents)
+        check_gpu_limits(&self.info, &self.capabilities, &spec, problem, &extents)
     }
 
     fn gemm(
@@ -692,7 +618,7 @@ impl Backend for WgpuBackend {
     ) -> Result<()> {
         let spec = self.kernel(kernel)?;
         let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
-        self.check_limits(&spec, problem, &extents)?;
+        check_gpu_limits(&self.info, &self.capabilities, &spec, problem, &extents)?;
         if problem.is_empty() {
             return Ok(());
         }

@@ -40,6 +40,34 @@ pub fn wgpu_backends() -> Vec<Arc<dyn Backend>> {
     found
 }
 
+/// Whether this run must have an OpenCL device (set by the CI script, where PoCL is installed).
+pub fn ocl_required() -> bool {
+    std::env::var("TILEGEMM_REQUIRE_OCL").is_ok_and(|v| v == "1")
+}
+
+/// Every OpenCL device of this host (none without the `ocl` feature); fails the test when one is
+/// required and none exists.
+pub fn ocl_backends() -> Vec<Arc<dyn Backend>> {
+    let found: Vec<Arc<dyn Backend>> = engine()
+        .backends()
+        .iter()
+        .filter(|b| b.info().backend == BackendKind::Ocl)
+        .cloned()
+        .collect();
+    if found.is_empty() {
+        let why: Vec<String> = engine()
+            .unavailable()
+            .iter()
+            .map(|u| u.reason.clone())
+            .collect();
+        assert!(
+            !(ocl_required() && cfg!(feature = "ocl")),
+            "an OpenCL device is required but none was found: {why:?}"
+        );
+    }
+    found
+}
+
 pub fn cpu_backend() -> Arc<dyn Backend> {
     engine().backends()[0].clone()
 }
