@@ -115,11 +115,6 @@ impl Engine {
                     reason,
                 }),
             }
-        } else {
-            unavailable.push(Unavailable {
-                backend: BackendKind::Wgpu,
-                reason: "disabled".to_string(),
-            });
         }
         if options.ocl {
             match discover_ocl() {

@@ -76,6 +76,10 @@ pub enum Error {
     #[error("{device}: no result after {seconds:.0} s")]
     Timeout { device: String, seconds: f64 },
 
+    /// A file could not be read, parsed or written.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+
     /// A device-resident buffer was passed to a device it does not belong to, or is too small.
     #[error("device buffer: {0}")]
     Buffer(String),

@@ -19,9 +19,11 @@
 //! ```
 
 pub mod backend;
+pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod kernels;
+pub mod plot;
 pub mod problem;
 pub mod reference;
 pub mod verify;

@@ -5,8 +5,11 @@ use clap::{Args, Parser, Subcommand};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde_json::json;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use tilegemm::bench::{measure, BenchConfig, Measurement, Operands};
+use tilegemm::plot::{chart, read_reference, ReferencePoint};
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::verify::{random_inputs, tolerance, verify, VerifyCase, VerifyReport};
 use tilegemm::{Backend, BackendKind, Engine, EngineOptions, Shape, Target, Transpose};
@@ -35,6 +38,10 @@ enum Command {
     Verify(VerifyArgs),
     /// Run one GEMM and print its time, GFLOPS and error against the reference.
     Run(RunArgs),
+    /// Benchmark every selected (backend, kernel) over sizes: table, JSON, chart.
+    Bench(BenchArgs),
+    /// Draw the chart of a saved `bench --json` file.
+    Chart(ChartArgs),
 }
 
 /// Which devices and kernels a command uses.
@@ -119,6 +126,47 @@ struct RunArgs {
     reps: usize,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Square sizes N (N×N×N), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Shapes MxNxK, comma-separated (with --sizes, both are measured).
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<Shape>,
+    #[command(flatten)]
+    selection: Selection,
+    /// Timed repetitions per measurement (fewer when --max-seconds runs out, never under 3).
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// Time budget per measurement, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    max_seconds: f64,
+    /// Write the measurements as a JSON array.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw GFLOPS against size (.svg or .png).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Reference results (`cublas_sgemm.py` output): adds a "% of reference" column and a line.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ChartArgs {
+    /// A file written by `tilegemm bench --json`.
+    input: PathBuf,
+    /// The chart to write (.svg or .png).
+    #[arg(long)]
+    out: PathBuf,
+    /// Reference results to draw as a dashed line.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    #[arg(long, default_value = "SGEMM throughput")]
+    title: String,
+}
+
 fn main() -> ExitCode {
     // wgpu_hal reports a missing Vulkan driver as errors; tilegemm says so itself, in one line.
     env_logger::Builder::from_env(
@@ -130,6 +178,8 @@ fn main() -> ExitCode {
         Command::Devices { json } => devices(json),
         Command::Verify(args) => verify_command(args),
         Command::Run(args) => run_command(args),
+        Command::Bench(args) => bench_command(args),
+        Command::Chart(args) => chart_command(args),
     };
     match outcome {
         Ok(code) => code,
@@ -373,4 +423,157 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut shapes: Vec<Shape> = args.sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
+    shapes.extend(&args.shapes);
+    if shapes.is_empty() {
+        shapes = [256, 512, 1024].map(|n| Shape::new(n, n, n)).to_vec();
+    }
+    let reference = args
+        .reference
+        .as_deref()
+        .map(read_reference)
+        .transpose()?
+        .unwrap_or_default();
+    let engine = args.selection.engine();
+    report_unavailable(&engine);
+    let target = args.selection.target();
+    let config = BenchConfig {
+        reps: args.reps,
+        budget_seconds: args.max_seconds,
+        ..BenchConfig::default()
+    };
+    let plan: Vec<_> = shapes
+        .iter()
+        .map(|shape| (shape, engine.candidates(&target, &shape.problem())))
+        .collect();
+    let total: usize = plan.iter().map(|(_, pairs)| pairs.len()).sum();
+    if total == 0 {
+        bail!("nothing to measure: no (backend, kernel) matches and fits these shapes");
+    }
+    let progress = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .expect("a valid template"),
+    );
+    let mut measurements: Vec<Measurement> = Vec::new();
+    let mut failures = 0;
+    for (shape, pairs) in plan {
+        let problem = shape.problem();
+        let mut operands = Operands::random(&problem, 42)?;
+        for choice in pairs {
+            let info = choice.backend.info();
+            progress.set_message(format!("{} {} {shape}", info.name, choice.kernel));
+            match measure(
+                choice.backend.as_ref(),
+                &choice.kernel,
+                &problem,
+                &mut operands,
+                &config,
+            ) {
+                Ok(m) => measurements.push(m),
+                Err(e) => {
+                    failures += 1;
+                    progress.suspend(|| {
+                        eprintln!("failed: {} {} {shape}: {e}", info.name, choice.kernel)
+                    });
+                }
+            }
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    print_bench_table(&measurements, &reference);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&measurements)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        chart(&measurements, &reference, path, &bench_title(&measurements))?;
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The reference GFLOPS at exactly this shape, if measured.
+fn reference_at(reference: &[ReferencePoint], m: &Measurement) -> Option<f64> {
+    reference
+        .iter()
+        .find(|r| (r.m, r.n, r.k) == (m.m, m.n, m.k))
+        .map(|r| r.gflops)
+}
+
+fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint]) {
+    println!(
+        "{:<28} {:<7} {:<7} {:<8} {:>16} {:>11} {:>10} {:>11} {:>10} {:>5} {:>7}",
+        "device",
+        "backend",
+        "api",
+        "kernel",
+        "shape",
+        "kernel ms",
+        "GFLOPS",
+        "e2e ms",
+        "e2e GFLOPS",
+        "reps",
+        "% ref"
+    );
+    for m in measurements {
+        let percent = reference_at(reference, m)
+            .map(|r| format!("{:.1}", 100.0 * m.gflops / r))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<28.28} {:<7} {:<7} {:<8} {:>16} {:>11.3} {:>10.1} {:>11.3} {:>10.1} {:>5} {:>7}",
+            m.device,
+            m.backend,
+            m.api,
+            m.kernel,
+            format!("{}x{}x{}", m.m, m.n, m.k),
+            m.kernel_seconds * 1e3,
+            m.gflops,
+            m.end_to_end_seconds * 1e3,
+            m.e2e_gflops,
+            m.reps,
+            percent
+        );
+    }
+    for r in reference {
+        let shape = format!("{}x{}x{}", r.m, r.n, r.k);
+        println!(
+            "{:<28.28} {:<7} {:<7} {:<8} {shape:>16} {:>11} {:>10.1}",
+            r.library, "-", "-", "-", "-", r.gflops
+        );
+    }
+}
+
+fn bench_title(measurements: &[Measurement]) -> String {
+    let gpus: std::collections::BTreeSet<&str> = measurements
+        .iter()
+        .filter(|m| m.backend == "wgpu")
+        .map(|m| m.device.split('(').next().unwrap_or("").trim())
+        .collect();
+    let gpus: Vec<&str> = gpus.into_iter().collect();
+    format!(
+        "SGEMM throughput, every backend of this host (wgpu on {})",
+        gpus.join(", ")
+    )
+}
+
+fn chart_command(args: ChartArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let measurements: Vec<Measurement> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a bench JSON file", args.input.display()))?;
+    let reference = args
+        .reference
+        .as_deref()
+        .map(read_reference)
+        .transpose()?
+        .unwrap_or_default();
+    chart(&measurements, &reference, &args.out, &args.title)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command of a fresh machine: installs what the tests need (lavapipe for wgpu, PoCL and
-# the OpenCL headers for the ocl feature) when missing, then fmt, clippy and the whole test suite.
+# the OpenCL loader for the ocl feature, a TrueType font for charts) when missing, then fmt, clippy and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,7 @@ missing=()
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
 [ -e /etc/OpenCL/vendors/pocl.icd ] || missing+=(pocl-opencl-icd)
 ls /usr/lib/*/libOpenCL.so >/dev/null 2>&1 || missing+=(ocl-icd-opencl-dev)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

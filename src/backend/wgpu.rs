@@ -110,6 +110,54 @@ struct Staging {
     c: Option<wgpu::Buffer>,
     readback: Option<wgpu::Buffer>,
     params: wgpu::Buffer,
+    /// Present where the adapter offers timestamp queries.
+    timestamps: Option<Timestamps>,
+}
+
+/// Two timestamps around the compute pass, resolved and read back to time the kernel alone.
+struct Timestamps {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period: f64,
+}
+
+impl Timestamps {
+    fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
+        let buffer = |label, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Timestamps {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel time"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: buffer(
+                "timestamps",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            readback: buffer(
+                "timestamp readback",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            period: queue.get_timestamp_period() as f64,
+        }
+    }
+
+    fn pass_writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
 }
 
 fn device_type(kind: wgpu::DeviceType) -> DeviceType {
@@ -221,6 +269,9 @@ impl WgpuBackend {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let timestamps = capabilities
+            .timestamp_query
+            .then(|| Timestamps::new(&device, &queue));
         Ok(WgpuBackend {
             info,
             capabilities,
@@ -237,6 +288,7 @@ impl WgpuBackend {
                 c: None,
                 readback: None,
                 params,
+                timestamps,
             }),
         })
     }
@@ -386,6 +438,7 @@ impl WgpuBackend {
         extents: &Extents,
         buffers: [&wgpu::Buffer; 3],
         params: &wgpu::Buffer,
+        timestamps: Option<&Timestamps>,
     ) {
         let uniform = Params {
             m: problem.m as u32,
@@ -411,13 +464,59 @@ impl WgpuBackend {
             ],
         });
         let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&spec.name),
-            timestamp_writes: None,
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&spec.name),
+                timestamp_writes: timestamps.map(Timestamps::pass_writes),
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups_x as u32, groups_y as u32, 1);
+        }
+        if let Some(ts) = timestamps {
+            encoder.resolve_query_set(&ts.queries, 0..2, &ts.resolve, 0);
+            encoder.copy_buffer_to_buffer(&ts.resolve, 0, &ts.readback, 0, 16);
+        }
+    }
+
+    /// Maps `bytes` of `buffer` for reading once queued work is done; errors and time-outs typed.
+    fn map_and_wait(&self, buffer: &wgpu::Buffer, bytes: u64, timeout: Duration) -> Result<()> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        buffer.map_async(wgpu::MapMode::Read, 0..bytes, move |result| {
+            let _ = sender.send(result);
         });
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups_x as u32, groups_y as u32, 1);
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(timeout),
+            })
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => Error::Timeout {
+                    device: self.info.name.clone(),
+                    seconds: timeout.as_secs_f64(),
+                },
+                other => self.device_error(other),
+            })?;
+        match receiver.try_recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.device_error(format!("reading back: {e}"))),
+            Err(_) => Err(self.device_error("reading back: mapping never completed")),
+        }
+    }
+
+    /// Seconds between the two timestamps of the last timed pass.
+    fn read_kernel_seconds(&self, ts: &Timestamps) -> Result<f64> {
+        self.map_and_wait(&ts.readback, 16, Duration::from_secs(10))?;
+        let ticks = {
+            let view = ts
+                .readback
+                .get_mapped_range(0..16)
+                .map_err(|e| self.device_error(format!("reading timestamps: {e}")))?;
+            let stamps: &[u64] = bytemuck::cast_slice(&view);
+            stamps[1].saturating_sub(stamps[0])
+        };
+        ts.readback.unmap();
+        Ok(ticks as f64 * ts.period * 1e-9)
     }
 
     /// Submits `encoder` after copying `bytes` of `source` into the readback buffer, waits, and
@@ -438,32 +537,10 @@ impl WgpuBackend {
             "readback",
         )?;
         encoder.copy_buffer_to_buffer(source, 0, &readback, 0, bytes);
-        let submission = self.scoped("submitting the GEMM", || {
+        self.scoped("submitting the GEMM", || {
             self.queue.submit([encoder.finish()])
         })?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        readback.map_async(wgpu::MapMode::Read, 0..bytes, move |result| {
-            let _ = sender.send(result);
-        });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: Some(timeout),
-            })
-            .map_err(|e| match e {
-                wgpu::PollError::Timeout => Error::Timeout {
-                    device: self.info.name.clone(),
-                    seconds: timeout.as_secs_f64(),
-                },
-                other => self.device_error(other),
-            })?;
-        match receiver.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.device_error(format!("reading the result back: {e}"))),
-            Err(_) => {
-                return Err(self.device_error("reading the result back: mapping never completed"))
-            }
-        }
+        self.map_and_wait(&readback, bytes, timeout)?;
         {
             let view = readback
                 .get_mapped_range(0..bytes)
@@ -557,6 +634,7 @@ impl WgpuBackend {
                 &extents,
                 [&a.buffer, &b.buffer, &c.buffer],
                 &staging.params,
+                None,
             )
         })?;
         self.scoped("submitting the GEMM", || {
@@ -616,11 +694,38 @@ impl Backend for WgpuBackend {
         b: &[f32],
         c: &mut [f32],
     ) -> Result<()> {
+        self.run_host(kernel, problem, a, b, c, false).map(|_| ())
+    }
+
+    fn gemm_timed(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> Result<Option<f64>> {
+        self.run_host(kernel, problem, a, b, c, true)
+    }
+}
+
+impl WgpuBackend {
+    /// The host-slice GEMM: upload, dispatch, read back the valid part of C. With `timed`, and
+    /// where the adapter offers timestamp queries, also returns the kernel's device time.
+    fn run_host(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        timed: bool,
+    ) -> Result<Option<f64>> {
         let spec = self.kernel(kernel)?;
         let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
         check_gpu_limits(&self.info, &self.capabilities, &spec, problem, &extents)?;
         if problem.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let pipeline = self.pipeline(&spec, problem.trans_a, problem.trans_b)?;
 
@@ -655,6 +760,7 @@ impl Backend for WgpuBackend {
                 &extents,
                 [&a_buffer, &b_buffer, &c_buffer],
                 &staging.params,
+                staging.timestamps.as_ref().filter(|_| timed),
             )
         })?;
         let (n, ldc) = (problem.n, problem.ldc());
@@ -671,6 +777,10 @@ impl Backend for WgpuBackend {
                     row_out[..n].copy_from_slice(&row_in[..n]);
                 }
             },
-        )
+        )?;
+        match staging.timestamps.as_ref().filter(|_| timed) {
+            Some(ts) => self.read_kernel_seconds(ts).map(Some),
+            None => Ok(None),
+        }
     }
 }

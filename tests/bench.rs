@@ -1,0 +1,185 @@
+//! The benchmark harness and the `bench` / `chart` commands.
+
+mod common;
+
+use common::{cpu_backend, ocl_backends, wgpu_backends};
+use std::process::Command;
+use tilegemm::bench::{measure, BenchConfig, Operands};
+use tilegemm::GemmProblem;
+
+#[test]
+fn measurements_are_consistent_for_every_backend() {
+    let problem = GemmProblem::new(48, 40, 32);
+    let config = BenchConfig {
+        warmup: 1,
+        reps: 4,
+        min_reps: 3,
+        budget_seconds: 5.0,
+    };
+    let mut backends = vec![cpu_backend()];
+    backends.extend(wgpu_backends());
+    backends.extend(ocl_backends());
+    for backend in backends {
+        let kernel = backend.kernels()[0].clone();
+        let mut operands = Operands::random(&problem, 1).unwrap();
+        let m = measure(backend.as_ref(), &kernel, &problem, &mut operands, &config).unwrap();
+        let name = &backend.info().name;
+        assert_eq!((m.m, m.n, m.k, m.reps), (48, 40, 32, 4), "{name}");
+        assert!(
+            m.kernel_seconds_min <= m.kernel_seconds && m.kernel_seconds <= m.kernel_seconds_max
+        );
+        // The kernel alone cannot take longer than the whole call around it: a timestamp period
+        // applied wrongly (ns vs s) would break this.
+        assert!(
+            m.kernel_seconds <= m.end_to_end_seconds * 1.05,
+            "{name}: {m:?}"
+        );
+        assert!((m.gflops - problem.flops() / m.kernel_seconds / 1e9).abs() < 1e-6 * m.gflops);
+        if backend.capabilities().timestamp_query {
+            assert!(
+                m.device_timed,
+                "{name} offers timestamps but was not device-timed"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_time_budget_cuts_repetitions_but_not_below_the_minimum() {
+    let problem = GemmProblem::new(64, 64, 64);
+    let config = BenchConfig {
+        warmup: 0,
+        reps: 1000,
+        min_reps: 3,
+        budget_seconds: 0.0,
+    };
+    let mut operands = Operands::random(&problem, 2).unwrap();
+    let m = measure(
+        cpu_backend().as_ref(),
+        "native",
+        &problem,
+        &mut operands,
+        &config,
+    )
+    .unwrap();
+    assert_eq!(m.reps, 3);
+}
+
+fn tilegemm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bench_writes_table_json_and_chart() {
+    let dir = std::env::temp_dir().join(format!("tilegemm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let svg = dir.join("bench.svg");
+    let reference = dir.join("ref.jsonl");
+    std::fs::write(&reference, "gpu: test\n{\"library\": \"refblas\", \"m\": 32, \"n\": 32, \"k\": 32, \"gflops\": 1000.0}\n").unwrap();
+    let out = tilegemm(&[
+        "bench",
+        "--sizes",
+        "16,32",
+        "--shapes",
+        "8x24x40",
+        "--backend",
+        "cpu",
+        "--reps",
+        "3",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+        "--reference",
+        reference.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("GFLOPS") && table.contains("32x32x32") && table.contains("8x24x40"),
+        "{table}"
+    );
+    assert!(table.contains("refblas"), "{table}");
+    let measurements: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(measurements.len(), 3);
+    for m in &measurements {
+        for field in [
+            "device",
+            "backend",
+            "api",
+            "kernel",
+            "m",
+            "n",
+            "k",
+            "kernel_seconds",
+            "end_to_end_seconds",
+            "gflops",
+            "e2e_gflops",
+            "reps",
+        ] {
+            assert!(m.get(field).is_some(), "missing {field} in {m}");
+        }
+        assert_eq!(m["reps"], 3);
+        assert!(m["gflops"].as_f64().unwrap() > 0.0);
+    }
+    // The % column is the measured GFLOPS over the reference's 1000.
+    let m32 = measurements.iter().find(|m| m["m"] == 32).unwrap();
+    let percent = format!("{:.1}", m32["gflops"].as_f64().unwrap() / 10.0);
+    let row = table
+        .lines()
+        .find(|l| l.contains("32x32x32") && !l.starts_with("refblas"))
+        .unwrap();
+    assert!(
+        row.trim_end().ends_with(&percent),
+        "{row} should end with {percent}"
+    );
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg")
+            && chart.contains("cpu/native native")
+            && chart.contains("refblas")
+    );
+
+    // The chart command redraws a saved run; PNG by extension.
+    let png = dir.join("again.png");
+    let out = tilegemm(&[
+        "chart",
+        json.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    let out = tilegemm(&[
+        "chart",
+        json.to_str().unwrap(),
+        "--out",
+        dir.join("x.gif").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tilegemm(&[
+        "chart",
+        reference.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a reference file is not a bench file"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
