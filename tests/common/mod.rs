@@ -17,12 +17,12 @@ pub fn wgpu_required() -> bool {
     std::env::var("TILEGEMM_REQUIRE_WGPU").is_ok_and(|v| v == "1")
 }
 
-/// Every wgpu device of this host; fails the test when one is required and none exists.
-pub fn wgpu_backends() -> Vec<Arc<dyn Backend>> {
+/// Every device of `kind` on this host; fails the test when `required` and none exists.
+fn backends_of(kind: BackendKind, required: bool) -> Vec<Arc<dyn Backend>> {
     let found: Vec<Arc<dyn Backend>> = engine()
         .backends()
         .iter()
-        .filter(|b| b.info().backend == BackendKind::Wgpu)
+        .filter(|b| b.info().backend == kind)
         .cloned()
         .collect();
     if found.is_empty() {
@@ -32,12 +32,17 @@ pub fn wgpu_backends() -> Vec<Arc<dyn Backend>> {
             .map(|u| u.reason.clone())
             .collect();
         assert!(
-            !wgpu_required(),
-            "a wgpu device is required but none was found: {why:?}"
+            !required,
+            "a {kind} device is required but none was found: {why:?}"
         );
-        eprintln!("no wgpu device on this host ({why:?}): wgpu cases skipped");
+        eprintln!("no {kind} device on this host ({why:?}): its cases are skipped");
     }
     found
+}
+
+/// Every wgpu device of this host.
+pub fn wgpu_backends() -> Vec<Arc<dyn Backend>> {
+    backends_of(BackendKind::Wgpu, wgpu_required())
 }
 
 /// Whether this run must have an OpenCL device (set by the CI script, where PoCL is installed).
@@ -45,27 +50,9 @@ pub fn ocl_required() -> bool {
     std::env::var("TILEGEMM_REQUIRE_OCL").is_ok_and(|v| v == "1")
 }
 
-/// Every OpenCL device of this host (none without the `ocl` feature); fails the test when one is
-/// required and none exists.
+/// Every OpenCL device of this host (none in a build without the `ocl` feature).
 pub fn ocl_backends() -> Vec<Arc<dyn Backend>> {
-    let found: Vec<Arc<dyn Backend>> = engine()
-        .backends()
-        .iter()
-        .filter(|b| b.info().backend == BackendKind::Ocl)
-        .cloned()
-        .collect();
-    if found.is_empty() {
-        let why: Vec<String> = engine()
-            .unavailable()
-            .iter()
-            .map(|u| u.reason.clone())
-            .collect();
-        assert!(
-            !(ocl_required() && cfg!(feature = "ocl")),
-            "an OpenCL device is required but none was found: {why:?}"
-        );
-    }
-    found
+    backends_of(BackendKind::Ocl, ocl_required() && cfg!(feature = "ocl"))
 }
 
 pub fn cpu_backend() -> Arc<dyn Backend> {
