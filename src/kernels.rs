@@ -72,8 +72,15 @@ fn seed_kernel(
     }
 }
 
-/// The seed project's three tilings, in WGSL and OpenCL C.
+/// Every kernel: the seed's three tilings, then the register-blocked family ([`crate::family`]).
 pub fn catalogue() -> Vec<KernelSpec> {
+    let mut all = seed_kernels();
+    all.extend(crate::family::family_kernels());
+    all
+}
+
+/// The seed project's three tilings, in WGSL and OpenCL C.
+pub fn seed_kernels() -> Vec<KernelSpec> {
     vec![
         seed_kernel(
             "tile16",
@@ -111,7 +118,7 @@ mod tests {
 
     #[test]
     fn seed_tilings_match_the_design_table() {
-        let kernels = catalogue();
+        let kernels = seed_kernels();
         let summary: Vec<_> = kernels
             .iter()
             .map(|k| (k.name.as_str(), k.tile_m, k.workgroup, k.thread_tile))

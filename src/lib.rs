@@ -22,6 +22,7 @@ pub mod backend;
 pub mod bench;
 pub mod engine;
 pub mod error;
+pub mod family;
 pub mod kernels;
 pub mod plot;
 pub mod problem;

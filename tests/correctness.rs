@@ -50,6 +50,13 @@ fn wgpu_tile24_matches_reference() {
 }
 
 #[test]
+fn wgpu_register_blocked_family_matches_reference() {
+    for params in tilegemm::family::FAMILY {
+        check_kernel(&wgpu_backends(), &params.name());
+    }
+}
+
+#[test]
 fn ocl_tile16_matches_reference() {
     check_kernel(&ocl_backends(), "tile16");
 }
