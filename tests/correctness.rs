@@ -56,6 +56,36 @@ fn wgpu_register_blocked_family_matches_reference() {
     }
 }
 
+/// Grouped workgroup order walks bands of tile-rows: these tall shapes span several bands, the
+/// last one partial, which the ≤ 256 shapes above never do.
+#[test]
+fn grouped_order_covers_every_tile_across_bands() {
+    use tilegemm::verify::{verify, VerifyCase};
+    use tilegemm::{Shape, Transpose};
+    let mut failures = Vec::new();
+    for backend in wgpu_backends() {
+        for params in tilegemm::family::FAMILY.iter().filter(|p| p.group_m > 0) {
+            for (m, n, k) in [(1100, 9, 5), (1030, 130, 3), (2049, 260, 7)] {
+                for trans in [Transpose::No, Transpose::Yes] {
+                    let case = VerifyCase {
+                        trans_a: trans,
+                        trans_b: trans,
+                        ld_pad: 1,
+                        alpha: 0.5,
+                        beta: 2.0,
+                        ..VerifyCase::new(Shape::new(m, n, k))
+                    };
+                    let report = verify(backend.as_ref(), &params.name(), &case);
+                    if !report.pass {
+                        failures.push(format!("{report:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn ocl_tile16_matches_reference() {
     check_kernel(&ocl_backends(), "tile16");
