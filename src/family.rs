@@ -31,17 +31,14 @@ pub struct TileParams {
 }
 
 /// The tuned parameter sets: every one must pass [`TileParams::validate`] (a test proves it).
-pub const FAMILY: [TileParams; 10] = [
+pub const FAMILY: [TileParams; 7] = [
     TileParams::new(128, 128, 8, 8, 8, 0, false),
     TileParams::new(128, 128, 16, 8, 8, 0, false),
     TileParams::new(128, 64, 16, 8, 4, 0, false),
     TileParams::new(64, 128, 16, 4, 8, 0, false),
     TileParams::new(64, 64, 16, 4, 4, 0, false),
-    TileParams::new(128, 128, 8, 8, 8, 8, false),
-    TileParams::new(128, 128, 16, 8, 8, 8, false),
-    TileParams::new(128, 64, 16, 8, 4, 8, false),
+    TileParams::new(128, 128, 8, 8, 8, 0, true),
     TileParams::new(128, 128, 8, 8, 8, 8, true),
-    TileParams::new(64, 64, 16, 4, 4, 8, true),
 ];
 
 /// The most threads a member may use: wgpu's default limit, so every adapter can run all of them.
