@@ -4,7 +4,7 @@ use crate::backend::cpu::{CpuBackend, NATIVE_KERNEL};
 use crate::backend::wgpu::{self as wgpu_backend, WgpuBackend};
 use crate::backend::{Backend, BackendKind, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernels::BASELINE_KERNEL;
+use crate::kernels::PRIOR_GPU_KERNELS;
 use crate::problem::{GemmProblem, Transpose};
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
@@ -168,8 +168,8 @@ impl Engine {
     ///
     /// An explicit kernel or backend is honoured or refused with the reason. Otherwise the prior
     /// decides: the CPU for problems under 2·256³ flops and on hosts whose only wgpu devices are
-    /// CPUs themselves (lavapipe is 10–100× slower than the CPU backend); else the first GPU, with
-    /// `tile24` (the seed's best tiling at large sizes) or the baseline where that cannot run.
+    /// CPUs themselves (lavapipe is 100× slower than the CPU backend); else the first GPU, with
+    /// the first of [`PRIOR_GPU_KERNELS`] that can run the problem.
     pub fn choose(&self, target: &Target, problem: &GemmProblem) -> Result<Choice> {
         let admitted: Vec<&Arc<dyn Backend>> = self
             .backends
@@ -219,7 +219,7 @@ impl Engine {
         ranked.sort_by_key(rank);
         let mut reasons = Vec::new();
         for backend in ranked {
-            for kernel in ["tile24", BASELINE_KERNEL, NATIVE_KERNEL] {
+            for kernel in PRIOR_GPU_KERNELS.into_iter().chain([NATIVE_KERNEL]) {
                 if backend.kernels().iter().any(|k| k == kernel) {
                     match backend.check(kernel, problem) {
                         Ok(()) => {

@@ -112,6 +112,10 @@ pub fn seed_kernels() -> Vec<KernelSpec> {
 /// The kernel every GPU backend offers and the selector's baseline (the seed's rollback target).
 pub const BASELINE_KERNEL: &str = "tile16";
 
+/// The prior's first choice on a GPU: the family member with the best median across 1400³–8192³
+/// on the H200 (benchmarks/NOTES.md); tile24 and the baseline follow where it cannot run.
+pub const PRIOR_GPU_KERNELS: [&str; 3] = ["rb128x128x8_8x8_p", "tile24", BASELINE_KERNEL];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +147,17 @@ mod tests {
                 opencl.contains(&cl_size),
                 "{}.cl must declare {cl_size}",
                 k.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_prior_names_catalogued_kernels() {
+        let names: Vec<String> = catalogue().into_iter().map(|k| k.name).collect();
+        for kernel in PRIOR_GPU_KERNELS {
+            assert!(
+                names.iter().any(|n| n == kernel),
+                "{kernel} is not in the catalogue"
             );
         }
     }
