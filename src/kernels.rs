@@ -27,6 +27,8 @@ pub struct KernelSpec {
     pub wgsl: Cow<'static, str>,
     /// OpenCL C source, where the tiling has one.
     pub opencl: Option<Cow<'static, str>>,
+    /// Copies of each staged slab in workgroup memory (2 when double-buffered).
+    pub buffers: u32,
 }
 
 impl KernelSpec {
@@ -35,9 +37,9 @@ impl KernelSpec {
         self.workgroup[0] * self.workgroup[1]
     }
 
-    /// Workgroup memory of the two staged slabs, bytes.
+    /// Workgroup memory of the staged slabs of A and B, bytes.
     pub fn workgroup_memory_bytes(&self) -> u32 {
-        4 * self.tile_k * (self.tile_m + self.tile_n)
+        4 * self.tile_k * (self.tile_m + self.tile_n) * self.buffers
     }
 
     /// Workgroups to dispatch for an m×n output: (along N, along M).
@@ -69,6 +71,7 @@ fn seed_kernel(
         vector_width,
         wgsl: Cow::Borrowed(wgsl),
         opencl: Some(Cow::Borrowed(opencl)),
+        buffers: 1,
     }
 }
 
