@@ -27,6 +27,7 @@ pub mod kernels;
 pub mod plot;
 pub mod problem;
 pub mod reference;
+pub mod select;
 pub mod verify;
 
 pub use backend::wgpu::{DeviceMatrix, WgpuBackend};

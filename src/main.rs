@@ -11,6 +11,8 @@ use std::time::Instant;
 use tilegemm::bench::{measure, BenchConfig, Measurement, Operands};
 use tilegemm::plot::{chart, read_reference, ReferencePoint};
 use tilegemm::reference::{max_relative_error, reference_gemm};
+use tilegemm::select::db::{user_dir, TuningDb};
+use tilegemm::select::Selector;
 use tilegemm::verify::{random_inputs, tolerance, verify, VerifyCase, VerifyReport};
 use tilegemm::{Backend, BackendKind, Engine, EngineOptions, Shape, Target, Transpose};
 
@@ -42,6 +44,10 @@ enum Command {
     Bench(BenchArgs),
     /// Draw the chart of a saved `bench --json` file.
     Chart(ChartArgs),
+    /// Measure every candidate over a spread of shapes and store the tuning database per device.
+    Tune(TuneArgs),
+    /// Which (backend, kernel) would run a shape, from where, and the runner-up.
+    Select(SelectArgs),
 }
 
 /// Which devices and kernels a command uses.
@@ -167,6 +173,44 @@ struct ChartArgs {
     title: String,
 }
 
+#[derive(Args)]
+struct TuneArgs {
+    /// Square sizes N (N×N×N), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Shapes MxNxK, comma-separated. Without --sizes/--shapes: squares, non-squares,
+    /// tall-skinny and small-K shapes up to 512.
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<Shape>,
+    #[command(flatten)]
+    selection: Selection,
+    /// Where to write the databases (default: the user cache, e.g. ~/.cache/tilegemm).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Timed repetitions per measurement.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Time budget per measurement, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    max_seconds: f64,
+}
+
+#[derive(Args)]
+struct SelectArgs {
+    /// The problem, MxNxK (or N for N³).
+    shape: Shape,
+    #[command(flatten)]
+    selection: Selection,
+    /// Folders with tuning databases (default: the shipped models/ and the user cache).
+    #[arg(long)]
+    db: Vec<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The default spread of `tune`: squares, non-squares, tall-skinny, small K.
+const TUNE_SHAPES: &str = "64,128,256,512,256x64x512,64x256x512,1024x16x256,16x1024x256,512x512x16";
+
 fn main() -> ExitCode {
     // wgpu_hal reports a missing Vulkan driver as errors; tilegemm says so itself, in one line.
     env_logger::Builder::from_env(
@@ -180,6 +224,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run_command(args),
         Command::Bench(args) => bench_command(args),
         Command::Chart(args) => chart_command(args),
+        Command::Tune(args) => tune_command(args),
+        Command::Select(args) => select_command(args),
     };
     match outcome {
         Ok(code) => code,
@@ -575,5 +621,130 @@ fn chart_command(args: ChartArgs) -> anyhow::Result<ExitCode> {
         .transpose()?
         .unwrap_or_default();
     chart(&measurements, &reference, &args.out, &args.title)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
+    let mut shapes: Vec<Shape> = args.sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
+    shapes.extend(&args.shapes);
+    if shapes.is_empty() {
+        shapes = TUNE_SHAPES
+            .split(',')
+            .map(|s| s.parse().expect("valid defaults"))
+            .collect();
+    }
+    let out = args.out.clone().unwrap_or_else(user_dir);
+    let engine = args.selection.engine();
+    report_unavailable(&engine);
+    let target = args.selection.target();
+    let config = BenchConfig {
+        reps: args.reps,
+        budget_seconds: args.max_seconds,
+        ..BenchConfig::default()
+    };
+    // Start from what `out` already holds for each device, so runs accumulate.
+    let mut databases: Vec<TuningDb> = Vec::new();
+    for backend in engine.backends() {
+        let info = backend.info();
+        let db = match TuningDb::load(&out, &info.key) {
+            Ok(Some(db)) => db,
+            Ok(None) => TuningDb::new(info),
+            Err(e) => {
+                eprintln!("note: {e}; starting that device afresh");
+                TuningDb::new(info)
+            }
+        };
+        databases.push(db);
+    }
+    let plan: Vec<_> = shapes
+        .iter()
+        .map(|shape| (shape, engine.candidates(&target, &shape.problem())))
+        .collect();
+    let total: usize = plan.iter().map(|(_, pairs)| pairs.len()).sum();
+    if total == 0 {
+        bail!("nothing to tune: no (backend, kernel) matches and fits these shapes");
+    }
+    let progress = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .expect("a valid template"),
+    );
+    let mut measured = 0;
+    for (shape, pairs) in plan {
+        let problem = shape.problem();
+        let mut operands = Operands::random(&problem, 7)?;
+        for choice in pairs {
+            let info = choice.backend.info();
+            progress.set_message(format!("{} {} {shape}", info.name, choice.kernel));
+            match measure(
+                choice.backend.as_ref(),
+                &choice.kernel,
+                &problem,
+                &mut operands,
+                &config,
+            ) {
+                Ok(m) => {
+                    if let Some(db) = databases.iter_mut().find(|db| db.device_key == info.key) {
+                        db.record(&m);
+                        measured += 1;
+                    }
+                }
+                Err(e) => progress
+                    .suspend(|| eprintln!("failed: {} {} {shape}: {e}", info.name, choice.kernel)),
+            }
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    for db in databases.iter().filter(|db| !db.rows.is_empty()) {
+        let path = db.save(&out)?;
+        println!(
+            "{}: {} measurements in {}",
+            db.device,
+            db.rows.len(),
+            path.display()
+        );
+    }
+    println!("tune: {measured} measurements of {total}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.selection.engine();
+    report_unavailable(&engine);
+    let dirs = if args.db.is_empty() {
+        Selector::default_dirs()
+    } else {
+        args.db.clone()
+    };
+    let selector = Selector::load(&engine, &dirs);
+    for problem in &selector.problems {
+        eprintln!("note: ignored {problem}");
+    }
+    let problem = args.shape.problem();
+    problem.extents()?;
+    let selection = selector.select(&engine, &args.selection.target(), &problem)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&selection)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let describe = |c: &tilegemm::select::Candidate| {
+        let gflops = c
+            .predicted_gflops
+            .map(|g| format!(", {g:.1} GFLOPS measured"))
+            .unwrap_or_default();
+        format!(
+            "{} on {} ({}) {}{gflops}",
+            c.kernel, c.backend, c.api, c.device
+        )
+    };
+    println!(
+        "{}: {} [from the {:?}]",
+        args.shape,
+        describe(&selection.chosen),
+        selection.source
+    );
+    if let Some(runner_up) = &selection.runner_up {
+        println!("runner-up: {}", describe(runner_up));
+    }
     Ok(ExitCode::SUCCESS)
 }

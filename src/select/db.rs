@@ -1,0 +1,173 @@
+//! The tuning database: measured GFLOPS per (shape, kernel) for one device, as JSON.
+//!
+//! One file per device, named after its key (backend/api/name/driver). Files are read from the
+//! shipped `models/` folder and from the user's cache (`$TILEGEMM_CACHE`, else
+//! `$XDG_CACHE_HOME/tilegemm`, else `~/.cache/tilegemm`), and written atomically (a temporary file,
+//! then a rename). A corrupt or incompatible file is reported and ignored, never fatal; `save` moves
+//! such a file aside (`*.corrupt`) rather than silently replacing it.
+
+use crate::backend::DeviceInfo;
+use crate::bench::Measurement;
+use crate::error::{Error, Result};
+use crate::problem::Shape;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Marks a file as ours, and the layout version it follows.
+const FORMAT: &str = "tilegemm-tuning-db";
+const VERSION: u32 = 1;
+
+/// One measurement of one kernel at one shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub kernel: String,
+    /// GFLOPS of the kernel alone (device clock where available).
+    pub gflops: f64,
+    /// GFLOPS of the whole host-slice call, copies included: what a caller of `Engine::gemm` sees.
+    pub e2e_gflops: f64,
+}
+
+/// Every measurement of one device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuningDb {
+    pub format: String,
+    pub version: u32,
+    pub device_key: String,
+    pub backend: String,
+    pub api: String,
+    pub device: String,
+    pub driver: String,
+    pub rows: Vec<Row>,
+}
+
+impl TuningDb {
+    /// An empty database for `info`'s device.
+    pub fn new(info: &DeviceInfo) -> Self {
+        TuningDb {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            device_key: info.key.clone(),
+            backend: info.backend.to_string(),
+            api: info.api.clone(),
+            device: info.name.clone(),
+            driver: info.driver.clone(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a measurement, replacing an earlier one of the same shape and kernel.
+    pub fn record(&mut self, m: &Measurement) {
+        self.rows
+            .retain(|r| !((r.m, r.n, r.k) == (m.m, m.n, m.k) && r.kernel == m.kernel));
+        self.rows.push(Row {
+            m: m.m,
+            n: m.n,
+            k: m.k,
+            kernel: m.kernel.clone(),
+            gflops: m.gflops,
+            e2e_gflops: m.e2e_gflops,
+        });
+    }
+
+    /// The measurement of `kernel` at exactly `shape`, if any.
+    pub fn lookup(&self, shape: Shape, kernel: &str) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| (r.m, r.n, r.k) == (shape.m, shape.n, shape.k) && r.kernel == kernel)
+    }
+
+    /// The file name of a device key: every character outside `[A-Za-z0-9._-]` becomes `_`.
+    pub fn file_name(device_key: &str) -> String {
+        let safe: String = device_key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{safe}.tuning.json")
+    }
+
+    /// Reads the database of `device_key` from `dir`: `Ok(None)` when there is no file, an error
+    /// when the file is unreadable, not ours, of another version or for another device.
+    pub fn load(dir: &Path, device_key: &str) -> Result<Option<Self>> {
+        let path = dir.join(Self::file_name(device_key));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(file_error(&path, e.to_string())),
+        };
+        let db: TuningDb = serde_json::from_str(&text)
+            .map_err(|e| file_error(&path, format!("not a tuning database: {e}")))?;
+        if db.format != FORMAT || db.version != VERSION {
+            return Err(file_error(
+                &path,
+                format!(
+                    "format {} version {} (this tilegemm reads {FORMAT} version {VERSION})",
+                    db.format, db.version
+                ),
+            ));
+        }
+        if db.device_key != device_key {
+            return Err(file_error(
+                &path,
+                format!("holds measurements of '{}'", db.device_key),
+            ));
+        }
+        Ok(Some(db))
+    }
+
+    /// Writes the database into `dir` atomically and returns the file's path. An existing file that
+    /// does not load is kept as `<name>.corrupt` and reported.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e.to_string()))?;
+        let path = dir.join(Self::file_name(&self.device_key));
+        if path.exists() {
+            if let Err(e) = Self::load(dir, &self.device_key) {
+                let aside = path.with_extension("json.corrupt");
+                log::warn!("{e}; keeping it as {}", aside.display());
+                std::fs::rename(&path, &aside).map_err(|e| file_error(&path, e.to_string()))?;
+            }
+        }
+        let temporary = dir.join(format!(
+            ".{}.tmp-{}",
+            Self::file_name(&self.device_key),
+            std::process::id()
+        ));
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| file_error(&path, e.to_string()))?;
+        std::fs::write(&temporary, text).map_err(|e| file_error(&temporary, e.to_string()))?;
+        std::fs::rename(&temporary, &path).map_err(|e| file_error(&path, e.to_string()))?;
+        Ok(path)
+    }
+}
+
+fn file_error(path: &Path, message: String) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+/// Where `tune` writes and the selector reads user measurements.
+pub fn user_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TILEGEMM_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("tilegemm")
+}
+
+/// The databases shipped with the source tree (`models/`), where the binary can still see it.
+pub fn shipped_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+}

@@ -1,0 +1,146 @@
+//! The selector: which (backend, kernel) should run a shape on this host.
+//!
+//! Decisions come, in order, from the tuning database (shapes measured on this host's devices) and
+//! from the engine's prior. Candidates are only the pairs that pass the devices' capability checks.
+//! Measurements are compared by end-to-end GFLOPS: what a caller of `Engine::gemm` experiences.
+
+pub mod db;
+
+use crate::engine::{Choice, Engine, Target};
+use crate::error::Result;
+use crate::problem::{GemmProblem, Shape};
+use db::TuningDb;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Where a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// This shape was measured on this device.
+    Database,
+    /// Nothing measured: the engine's documented rules.
+    Prior,
+}
+
+/// One candidate and what is known of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub backend: String,
+    pub api: String,
+    pub device: String,
+    pub kernel: String,
+    /// Measured end-to-end GFLOPS at this shape, where measured.
+    pub predicted_gflops: Option<f64>,
+}
+
+/// The selector's answer for one shape.
+#[derive(Clone, Debug, Serialize)]
+pub struct Selection {
+    #[serde(flatten)]
+    pub chosen: Candidate,
+    pub source: Source,
+    pub runner_up: Option<Candidate>,
+}
+
+/// The tuning databases of an engine's devices, loaded from a list of folders (later folders win).
+pub struct Selector {
+    databases: HashMap<String, TuningDb>,
+    /// Files that were found but could not be used, with why (reported once, at load).
+    pub problems: Vec<String>,
+}
+
+impl Selector {
+    /// Loads, for every device of `engine`, its database from each of `dirs` (later folders replace
+    /// earlier ones). Unusable files are logged once and listed in `problems`, never fatal.
+    pub fn load(engine: &Engine, dirs: &[PathBuf]) -> Self {
+        let mut databases = HashMap::new();
+        let mut problems = Vec::new();
+        for backend in engine.backends() {
+            let key = &backend.info().key;
+            for dir in dirs {
+                match TuningDb::load(dir, key) {
+                    Ok(Some(db)) => {
+                        databases.insert(key.clone(), db);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::warn!("ignoring {e}");
+                        problems.push(e.to_string());
+                    }
+                }
+            }
+        }
+        Selector {
+            databases,
+            problems,
+        }
+    }
+
+    /// The shipped databases, then the user's.
+    pub fn default_dirs() -> Vec<PathBuf> {
+        vec![db::shipped_dir(), db::user_dir()]
+    }
+
+    /// The candidate pairs for `problem` with what the databases know of them, best first.
+    pub fn rank(&self, engine: &Engine, target: &Target, problem: &GemmProblem) -> Vec<Candidate> {
+        let shape = Shape::new(problem.m, problem.n, problem.k);
+        let mut ranked: Vec<Candidate> = engine
+            .candidates(target, problem)
+            .iter()
+            .map(|choice| self.describe(choice, shape))
+            .collect();
+        ranked.sort_by(|a, b| {
+            let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
+            score(b).total_cmp(&score(a))
+        });
+        ranked
+    }
+
+    fn describe(&self, choice: &Choice, shape: Shape) -> Candidate {
+        let info = choice.backend.info();
+        let measured = self
+            .databases
+            .get(&info.key)
+            .and_then(|db| db.lookup(shape, &choice.kernel))
+            .map(|row| row.e2e_gflops);
+        Candidate {
+            backend: info.backend.to_string(),
+            api: info.api.clone(),
+            device: info.name.clone(),
+            kernel: choice.kernel.clone(),
+            predicted_gflops: measured,
+        }
+    }
+
+    /// The pair to run `problem` with: the best measured one, else the engine's prior.
+    pub fn select(
+        &self,
+        engine: &Engine,
+        target: &Target,
+        problem: &GemmProblem,
+    ) -> Result<Selection> {
+        let ranked = self.rank(engine, target, problem);
+        if ranked.first().is_some_and(|c| c.predicted_gflops.is_some()) {
+            let mut measured = ranked.into_iter().filter(|c| c.predicted_gflops.is_some());
+            let chosen = measured.next().expect("checked above");
+            return Ok(Selection {
+                chosen,
+                source: Source::Database,
+                runner_up: measured.next(),
+            });
+        }
+        let prior = engine.choose(target, problem)?;
+        let shape = Shape::new(problem.m, problem.n, problem.k);
+        let chosen = self.describe(&prior, shape);
+        let runner_up = ranked.into_iter().find(|c| {
+            !(c.device == chosen.device && c.kernel == chosen.kernel && c.backend == chosen.backend)
+        });
+        Ok(Selection {
+            chosen,
+            source: Source::Prior,
+            runner_up,
+        })
+    }
+}

@@ -1,0 +1,245 @@
+//! The tuning database (atomic files, corrupt and foreign files) and database-driven selection.
+
+mod common;
+
+use common::{cpu_backend, engine};
+use std::path::PathBuf;
+use tilegemm::bench::Measurement;
+use tilegemm::select::db::TuningDb;
+use tilegemm::select::{Selector, Source};
+use tilegemm::{Backend, GemmProblem, Target};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tilegemm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn measurement(backend: &dyn Backend, kernel: &str, size: usize, e2e_gflops: f64) -> Measurement {
+    let info = backend.info();
+    Measurement {
+        device: info.name.clone(),
+        backend: info.backend.to_string(),
+        api: info.api.clone(),
+        kernel: kernel.to_string(),
+        m: size,
+        n: size,
+        k: size,
+        kernel_seconds: 1e-3,
+        kernel_seconds_min: 1e-3,
+        kernel_seconds_max: 1e-3,
+        end_to_end_seconds: 1e-3,
+        end_to_end_seconds_min: 1e-3,
+        end_to_end_seconds_max: 1e-3,
+        gflops: e2e_gflops,
+        e2e_gflops,
+        reps: 3,
+        device_timed: false,
+    }
+}
+
+#[test]
+fn a_database_round_trips_atomically_and_replaces_rows() {
+    let dir = temp_dir("db-roundtrip");
+    let cpu = cpu_backend();
+    let mut db = TuningDb::new(cpu.info());
+    db.record(&measurement(cpu.as_ref(), "native", 40, 10.0));
+    db.record(&measurement(cpu.as_ref(), "native", 40, 12.0));
+    db.record(&measurement(cpu.as_ref(), "native", 80, 20.0));
+    assert_eq!(
+        db.rows.len(),
+        2,
+        "a second measurement of a shape replaces the first"
+    );
+    let path = db.save(&dir).unwrap();
+    assert!(path.ends_with(TuningDb::file_name(&cpu.info().key)));
+    let loaded = TuningDb::load(&dir, &cpu.info().key).unwrap().unwrap();
+    assert_eq!(loaded, db);
+    assert_eq!(
+        loaded
+            .lookup("40".parse().unwrap(), "native")
+            .unwrap()
+            .e2e_gflops,
+        12.0
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+    assert!(TuningDb::load(&dir, "cpu/native/other machine/x")
+        .unwrap()
+        .is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_and_foreign_files_are_reported_ignored_and_kept() {
+    let dir = temp_dir("db-corrupt");
+    let cpu = cpu_backend();
+    let key = cpu.info().key.clone();
+    let path = dir.join(TuningDb::file_name(&key));
+
+    std::fs::write(&path, "{ not json").unwrap();
+    assert!(matches!(
+        TuningDb::load(&dir, &key),
+        Err(tilegemm::Error::File { .. })
+    ));
+    let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+    assert_eq!(
+        selector.problems.len(),
+        1,
+        "reported once: {:?}",
+        selector.problems
+    );
+    let problem = GemmProblem::new(40, 40, 40);
+    let selection = selector
+        .select(engine(), &Target::default(), &problem)
+        .unwrap();
+    assert_eq!(
+        selection.source,
+        Source::Prior,
+        "a corrupt file is ignored, not fatal"
+    );
+
+    // Saving over it keeps the corrupt file aside instead of silently replacing it.
+    let mut db = TuningDb::new(cpu.info());
+    db.record(&measurement(cpu.as_ref(), "native", 40, 5.0));
+    db.save(&dir).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(path.with_extension("json.corrupt")).unwrap(),
+        "{ not json"
+    );
+    assert!(TuningDb::load(&dir, &key).unwrap().is_some());
+
+    // Another version, or another device's measurements under this name: refused.
+    let mut other = db.clone();
+    other.version = 99;
+    std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
+    assert!(TuningDb::load(&dir, &key)
+        .unwrap_err()
+        .to_string()
+        .contains("version 99"));
+    let mut foreign = db.clone();
+    foreign.device_key = "wgpu/vulkan/some gpu/1".into();
+    std::fs::write(&path, serde_json::to_string(&foreign).unwrap()).unwrap();
+    assert!(TuningDb::load(&dir, &key)
+        .unwrap_err()
+        .to_string()
+        .contains("some gpu"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn measured_shapes_are_chosen_by_their_measurements() {
+    let devices: Vec<_> = engine().backends().to_vec();
+    if devices.len() < 2 {
+        eprintln!("one device only: nothing to choose between");
+        return;
+    }
+    let (cpu, other) = (&devices[0], &devices[1]);
+    let other_kernel = other.kernels()[0].clone();
+    for (cpu_gflops, other_gflops) in [(100.0, 1.0), (1.0, 100.0)] {
+        let dir = temp_dir("db-select");
+        let mut cpu_db = TuningDb::new(cpu.info());
+        cpu_db.record(&measurement(cpu.as_ref(), "native", 48, cpu_gflops));
+        cpu_db.save(&dir).unwrap();
+        let mut other_db = TuningDb::new(other.info());
+        other_db.record(&measurement(
+            other.as_ref(),
+            &other_kernel,
+            48,
+            other_gflops,
+        ));
+        other_db.save(&dir).unwrap();
+
+        let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+        let selection = selector
+            .select(engine(), &Target::default(), &GemmProblem::new(48, 48, 48))
+            .unwrap();
+        assert_eq!(selection.source, Source::Database);
+        let (winner, loser) = if cpu_gflops > other_gflops {
+            (cpu, other)
+        } else {
+            (other, cpu)
+        };
+        assert_eq!(selection.chosen.device, winner.info().name);
+        assert_eq!(selection.chosen.predicted_gflops, Some(100.0));
+        let runner_up = selection.runner_up.expect("the other measured pair");
+        assert_eq!(
+            (runner_up.device.as_str(), runner_up.predicted_gflops),
+            (loser.info().name.as_str(), Some(1.0))
+        );
+        // An unmeasured shape falls back to the prior.
+        let unmeasured = selector
+            .select(engine(), &Target::default(), &GemmProblem::new(49, 48, 48))
+            .unwrap();
+        assert_eq!(unmeasured.source, Source::Prior);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn tune_then_select_from_the_command_line() {
+    let dir = temp_dir("tune-cli");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "tune",
+        "--backend",
+        "cpu",
+        "--shapes",
+        "32,16x24x8",
+        "--reps",
+        "3",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tune: 2 measurements of 2"));
+    let out = run(&[
+        "select",
+        "32",
+        "--backend",
+        "cpu",
+        "--db",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let selection: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["backend", "api", "kernel", "predicted_gflops", "source"] {
+        assert!(
+            selection.get(field).is_some(),
+            "missing {field}: {selection}"
+        );
+    }
+    assert_eq!(selection["source"], "database");
+    assert_eq!(selection["backend"], "cpu");
+    assert!(selection["predicted_gflops"].as_f64().unwrap() > 0.0);
+    let out = run(&[
+        "select",
+        "33",
+        "--backend",
+        "cpu",
+        "--db",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let selection: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(selection["source"], "prior");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
