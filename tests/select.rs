@@ -243,3 +243,29 @@ fn tune_then_select_from_the_command_line() {
     assert_eq!(selection["source"], "prior");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_shipped_database_loads_under_its_own_name() {
+    let dir = tilegemm::select::db::shipped_dir();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".tuning.json") {
+            continue;
+        }
+        let db: TuningDb = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(TuningDb::file_name(&db.device_key), name);
+        let loaded = TuningDb::load(&dir, &db.device_key).unwrap().unwrap();
+        assert!(!loaded.rows.is_empty(), "{name}");
+        assert!(
+            loaded
+                .rows
+                .iter()
+                .all(|r| r.gflops > 0.0 && r.e2e_gflops > 0.0),
+            "{name}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 4, "expected the H200 host's databases in {dir:?}");
+}
