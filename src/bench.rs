@@ -43,6 +43,9 @@ impl Default for BenchConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Measurement {
     pub device: String,
+    /// The device's stable key (`DeviceInfo::key`); empty in files written before it existed.
+    #[serde(default)]
+    pub device_key: String,
     pub backend: String,
     pub api: String,
     pub kernel: String,
@@ -138,6 +141,7 @@ pub fn measure(
     let flops = problem.flops();
     Ok(Measurement {
         device: info.name.clone(),
+        device_key: info.key.clone(),
         backend: info.backend.to_string(),
         api: info.api.clone(),
         kernel: kernel.to_string(),

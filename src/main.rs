@@ -471,29 +471,31 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let mut shapes: Vec<Shape> = args.sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
-    shapes.extend(&args.shapes);
-    if shapes.is_empty() {
-        shapes = [256, 512, 1024].map(|n| Shape::new(n, n, n)).to_vec();
+/// The shapes of `--sizes` (squares) and `--shapes`, or `default` (same syntax) when both are empty.
+fn shape_list(sizes: &[usize], shapes: &[Shape], default: &str) -> Vec<Shape> {
+    let mut list: Vec<Shape> = sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
+    list.extend(shapes);
+    if list.is_empty() {
+        list = default
+            .split(',')
+            .map(|s| s.parse().expect("valid default shapes"))
+            .collect();
     }
-    let reference = args
-        .reference
-        .as_deref()
-        .map(read_reference)
-        .transpose()?
-        .unwrap_or_default();
-    let engine = args.selection.engine();
-    report_unavailable(&engine);
-    let target = args.selection.target();
-    let config = BenchConfig {
-        reps: args.reps,
-        budget_seconds: args.max_seconds,
-        ..BenchConfig::default()
-    };
+    list
+}
+
+/// Measures every candidate (backend, kernel) of `target` at every shape, with a progress bar, and
+/// hands each measurement to `record`. Failures are reported and counted, not fatal.
+fn run_plan(
+    engine: &Engine,
+    target: &Target,
+    shapes: &[Shape],
+    config: &BenchConfig,
+    mut record: impl FnMut(Measurement),
+) -> anyhow::Result<usize> {
     let plan: Vec<_> = shapes
         .iter()
-        .map(|shape| (shape, engine.candidates(&target, &shape.problem())))
+        .map(|shape| (shape, engine.candidates(target, &shape.problem())))
         .collect();
     let total: usize = plan.iter().map(|(_, pairs)| pairs.len()).sum();
     if total == 0 {
@@ -503,7 +505,6 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
             .expect("a valid template"),
     );
-    let mut measurements: Vec<Measurement> = Vec::new();
     let mut failures = 0;
     for (shape, pairs) in plan {
         let problem = shape.problem();
@@ -516,9 +517,9 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 &choice.kernel,
                 &problem,
                 &mut operands,
-                &config,
+                config,
             ) {
-                Ok(m) => measurements.push(m),
+                Ok(m) => record(m),
                 Err(e) => {
                     failures += 1;
                     progress.suspend(|| {
@@ -530,6 +531,28 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     progress.finish_and_clear();
+    Ok(failures)
+}
+
+fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let shapes = shape_list(&args.sizes, &args.shapes, "256,512,1024");
+    let reference = args
+        .reference
+        .as_deref()
+        .map(read_reference)
+        .transpose()?
+        .unwrap_or_default();
+    let engine = args.selection.engine();
+    report_unavailable(&engine);
+    let config = BenchConfig {
+        reps: args.reps,
+        budget_seconds: args.max_seconds,
+        ..BenchConfig::default()
+    };
+    let mut measurements: Vec<Measurement> = Vec::new();
+    let failures = run_plan(&engine, &args.selection.target(), &shapes, &config, |m| {
+        measurements.push(m)
+    })?;
     print_bench_table(&measurements, &reference);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&measurements)?)
@@ -625,14 +648,7 @@ fn chart_command(args: ChartArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
-    let mut shapes: Vec<Shape> = args.sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
-    shapes.extend(&args.shapes);
-    if shapes.is_empty() {
-        shapes = TUNE_SHAPES
-            .split(',')
-            .map(|s| s.parse().expect("valid defaults"))
-            .collect();
-    }
+    let shapes = shape_list(&args.sizes, &args.shapes, TUNE_SHAPES);
     let out = args.out.clone().unwrap_or_else(user_dir);
     let engine = args.selection.engine();
     report_unavailable(&engine);
@@ -656,45 +672,16 @@ fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
         };
         databases.push(db);
     }
-    let plan: Vec<_> = shapes
-        .iter()
-        .map(|shape| (shape, engine.candidates(&target, &shape.problem())))
-        .collect();
-    let total: usize = plan.iter().map(|(_, pairs)| pairs.len()).sum();
-    if total == 0 {
-        bail!("nothing to tune: no (backend, kernel) matches and fits these shapes");
-    }
-    let progress = indicatif::ProgressBar::new(total as u64).with_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
-            .expect("a valid template"),
-    );
     let mut measured = 0;
-    for (shape, pairs) in plan {
-        let problem = shape.problem();
-        let mut operands = Operands::random(&problem, 7)?;
-        for choice in pairs {
-            let info = choice.backend.info();
-            progress.set_message(format!("{} {} {shape}", info.name, choice.kernel));
-            match measure(
-                choice.backend.as_ref(),
-                &choice.kernel,
-                &problem,
-                &mut operands,
-                &config,
-            ) {
-                Ok(m) => {
-                    if let Some(db) = databases.iter_mut().find(|db| db.device_key == info.key) {
-                        db.record(&m);
-                        measured += 1;
-                    }
-                }
-                Err(e) => progress
-                    .suspend(|| eprintln!("failed: {} {} {shape}: {e}", info.name, choice.kernel)),
-            }
-            progress.inc(1);
+    let failures = run_plan(&engine, &target, &shapes, &config, |m| {
+        if let Some(db) = databases
+            .iter_mut()
+            .find(|db| db.device_key == m.device_key)
+        {
+            db.record(&m);
+            measured += 1;
         }
-    }
-    progress.finish_and_clear();
+    })?;
     for db in databases.iter().filter(|db| !db.rows.is_empty()) {
         let path = db.save(&out)?;
         println!(
@@ -704,8 +691,12 @@ fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    println!("tune: {measured} measurements of {total}");
-    Ok(ExitCode::SUCCESS)
+    println!("tune: {measured} measurements, {failures} failed");
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
