@@ -12,6 +12,7 @@ use tilegemm::bench::{measure, BenchConfig, Measurement, Operands};
 use tilegemm::plot::{chart, read_reference, ReferencePoint};
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::select::db::{user_dir, TuningDb};
+use tilegemm::select::model::Model;
 use tilegemm::select::Selector;
 use tilegemm::verify::{random_inputs, tolerance, verify, VerifyCase, VerifyReport};
 use tilegemm::{Backend, BackendKind, Engine, EngineOptions, Shape, Target, Transpose};
@@ -48,6 +49,8 @@ enum Command {
     Tune(TuneArgs),
     /// Which (backend, kernel) would run a shape, from where, and the runner-up.
     Select(SelectArgs),
+    /// Train the selector's model from tuning databases of one host (e.g. measured elsewhere).
+    Train(TrainArgs),
 }
 
 /// Which devices and kernels a command uses.
@@ -208,6 +211,19 @@ struct SelectArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct TrainArgs {
+    /// Tuning database files, one per device of the host.
+    #[arg(required = true)]
+    databases: Vec<PathBuf>,
+    /// Where to write the model.
+    #[arg(long)]
+    out: PathBuf,
+    /// Folds of the held-out quality estimate (over shapes).
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+}
+
 /// The default spread of `tune`: squares, non-squares, tall-skinny, small K.
 const TUNE_SHAPES: &str = "64,128,256,512,256x64x512,64x256x512,1024x16x256,16x1024x256,512x512x16";
 
@@ -226,6 +242,7 @@ fn main() -> ExitCode {
         Command::Chart(args) => chart_command(args),
         Command::Tune(args) => tune_command(args),
         Command::Select(args) => select_command(args),
+        Command::Train(args) => train_command(args),
     };
     match outcome {
         Ok(code) => code,
@@ -692,11 +709,53 @@ fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("tune: {measured} measurements, {failures} failed");
+    // The model learns from every device that holds measurements.
+    let measured_devices: Vec<TuningDb> = databases
+        .into_iter()
+        .filter(|db| !db.rows.is_empty())
+        .collect();
+    if let Err(e) = train_and_report(&measured_devices, 5, &out) {
+        eprintln!("note: no model trained: {e:#}");
+    }
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Trains the model on `databases`, saves it into `out`, and prints its held-out quality.
+fn train_and_report(
+    databases: &[TuningDb],
+    folds: usize,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let model = Model::train(databases, folds)?;
+    let path = model.save(out)?;
+    match &model.quality {
+        Some(q) => println!(
+            "model: {} rows, held out by {}-fold over {} shapes: top-1 {:.0}%, regret mean {:.1}% max {:.1}% ({})",
+            model.rows,
+            q.folds,
+            q.shapes,
+            100.0 * q.top1,
+            100.0 * q.mean_regret,
+            100.0 * q.max_regret,
+            path.display()
+        ),
+        None => println!("model: {} rows, too few shapes to hold any out ({})", model.rows, path.display()),
+    }
+    Ok(())
+}
+
+fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let databases = args
+        .databases
+        .iter()
+        .map(|path| TuningDb::read_file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    train_and_report(&databases, args.folds, &args.out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {

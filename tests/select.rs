@@ -206,7 +206,15 @@ fn tune_then_select_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("tune: 2 measurements, 0 failed"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("tune: 2 measurements, 0 failed"),
+        "{report}"
+    );
+    assert!(
+        report.contains("model: 2 rows, held out by 2-fold over 2 shapes"),
+        "{report}"
+    );
     let out = run(&[
         "select",
         "32",
@@ -241,7 +249,11 @@ fn tune_then_select_from_the_command_line() {
         "--json",
     ]);
     let selection: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(selection["source"], "prior");
+    assert_eq!(
+        selection["source"], "model",
+        "tune trained a model for unmeasured shapes"
+    );
+    assert!(selection["predicted_gflops"].as_f64().unwrap() > 0.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -269,4 +281,127 @@ fn every_shipped_database_loads_under_its_own_name() {
         seen += 1;
     }
     assert!(seen >= 4, "expected the H200 host's databases in {dir:?}");
+}
+
+/// Databases where the CPU wins small shapes and another device wins large ones (crossover at 256³).
+fn crossover_databases(other: &dyn Backend, other_kernel: &str) -> Vec<TuningDb> {
+    let cpu = cpu_backend();
+    let mut cpu_db = TuningDb::new(cpu.info());
+    let mut other_db = TuningDb::new(other.info());
+    for size in [16, 32, 64, 128, 192, 320, 512, 768, 1024, 2048] {
+        let work = (size as f64).log2();
+        cpu_db.record(&measurement(cpu.as_ref(), "native", size, 100.0 + work));
+        other_db.record(&measurement(
+            other,
+            other_kernel,
+            size,
+            if size < 256 { 10.0 } else { 1000.0 },
+        ));
+    }
+    vec![cpu_db, other_db]
+}
+
+#[test]
+fn the_model_predicts_unmeasured_shapes_from_the_learned_crossover() {
+    use tilegemm::select::model::Model;
+    let devices: Vec<_> = engine().backends().to_vec();
+    if devices.len() < 2 {
+        eprintln!("one device only: nothing to choose between");
+        return;
+    }
+    let other = &devices[1];
+    let kernel = other.kernels()[0].clone();
+    let databases = crossover_databases(other.as_ref(), &kernel);
+    let model = Model::train(&databases, 5).unwrap();
+    let quality = model.quality.clone().expect("10 shapes: held-out quality");
+    assert_eq!((quality.folds, quality.shapes), (5, 10));
+    assert!((0.0..=1.0).contains(&quality.top1) && quality.max_regret >= quality.mean_regret);
+
+    let dir = temp_dir("model-select");
+    for db in &databases {
+        db.save(&dir).unwrap();
+    }
+    model.save(&dir).unwrap();
+    let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+    assert!(selector.problems.is_empty(), "{:?}", selector.problems);
+    assert!(selector.model().is_some());
+    for (size, winner) in [(48, &devices[0]), (1536, other)] {
+        let problem = GemmProblem::new(size, size, size);
+        let selection = selector
+            .select(engine(), &Target::default(), &problem)
+            .unwrap();
+        assert_eq!(
+            selection.source,
+            Source::Model,
+            "{size}³ was never measured"
+        );
+        assert_eq!(
+            selection.chosen.device,
+            winner.info().name,
+            "{size}³: {selection:?}"
+        );
+    }
+    // A measured shape still comes from the database.
+    let measured = selector
+        .select(
+            engine(),
+            &Target::default(),
+            &GemmProblem::new(512, 512, 512),
+        )
+        .unwrap();
+    assert_eq!(measured.source, Source::Database);
+
+    // A corrupt model is reported and ignored: unmeasured shapes fall back to the prior.
+    let keys: Vec<String> = databases.iter().map(|db| db.device_key.clone()).collect();
+    std::fs::write(dir.join(Model::file_name(&keys)), "{\"format\": 3").unwrap();
+    let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+    assert_eq!(selector.problems.len(), 1, "{:?}", selector.problems);
+    let selection = selector
+        .select(engine(), &Target::default(), &GemmProblem::new(48, 48, 48))
+        .unwrap();
+    assert_eq!(selection.source, Source::Prior);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_model_file_name_ignores_device_order() {
+    use tilegemm::select::model::Model;
+    let a = vec!["cpu/x".to_string(), "wgpu/y".to_string()];
+    let b = vec!["wgpu/y".to_string(), "cpu/x".to_string()];
+    assert_eq!(Model::file_name(&a), Model::file_name(&b));
+    assert_ne!(Model::file_name(&a), Model::file_name(&a[..1]));
+}
+
+#[test]
+fn every_shipped_model_loads_with_its_quality() {
+    use tilegemm::select::model::Model;
+    let dir = tilegemm::select::db::shipped_dir();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".model.json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let devices: Vec<String> = serde_json::from_str::<serde_json::Value>(&text).unwrap()
+            ["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        let model = Model::load(&dir, &devices)
+            .unwrap()
+            .expect("named after its devices");
+        let quality = model
+            .quality
+            .as_ref()
+            .expect("shipped models carry held-out quality");
+        assert!(
+            quality.shapes >= 9 && (0.0..=1.0).contains(&quality.top1),
+            "{path:?}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "the H200 host's and the CPU-only class's models");
 }

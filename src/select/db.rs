@@ -98,22 +98,10 @@ impl TuningDb {
     /// when the file is unreadable, not ours, of another version or for another device.
     pub fn load(dir: &Path, device_key: &str) -> Result<Option<Self>> {
         let path = dir.join(Self::file_name(device_key));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(file_error(&path, e.to_string())),
-        };
-        let db: TuningDb = serde_json::from_str(&text)
-            .map_err(|e| file_error(&path, format!("not a tuning database: {e}")))?;
-        if db.format != FORMAT || db.version != VERSION {
-            return Err(file_error(
-                &path,
-                format!(
-                    "format {} version {} (this tilegemm reads {FORMAT} version {VERSION})",
-                    db.format, db.version
-                ),
-            ));
+        if !path.exists() {
+            return Ok(None);
         }
+        let db = Self::read_file(&path)?;
         if db.device_key != device_key {
             return Err(file_error(
                 &path,
@@ -121,6 +109,23 @@ impl TuningDb {
             ));
         }
         Ok(Some(db))
+    }
+
+    /// Reads and checks one database file (format, version), whatever device it is for.
+    pub fn read_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+        let db: TuningDb = serde_json::from_str(&text)
+            .map_err(|e| file_error(path, format!("not a tuning database: {e}")))?;
+        if db.format != FORMAT || db.version != VERSION {
+            return Err(file_error(
+                path,
+                format!(
+                    "format {} version {} (this tilegemm reads {FORMAT} version {VERSION})",
+                    db.format, db.version
+                ),
+            ));
+        }
+        Ok(db)
     }
 
     /// Writes the database into `dir` atomically and returns the file's path. An existing file that

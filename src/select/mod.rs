@@ -1,15 +1,18 @@
 //! The selector: which (backend, kernel) should run a shape on this host.
 //!
-//! Decisions come, in order, from the tuning database (shapes measured on this host's devices) and
-//! from the engine's prior. Candidates are only the pairs that pass the devices' capability checks.
+//! Decisions come, in order, from the tuning database (shapes measured on this host's devices), from
+//! the learned model (gradient-boosted trees trained on those measurements, for unmeasured shapes)
+//! and from the engine's prior. Candidates are only the pairs that pass the devices' capability checks.
 //! Measurements are compared by end-to-end GFLOPS: what a caller of `Engine::gemm` experiences.
 
 pub mod db;
+pub mod model;
 
 use crate::engine::{Choice, Engine, Target};
 use crate::error::Result;
 use crate::problem::{GemmProblem, Shape};
 use db::TuningDb;
+use model::Model;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +23,8 @@ use std::path::PathBuf;
 pub enum Source {
     /// This shape was measured on this device.
     Database,
+    /// Predicted by the learned model from measurements of other shapes.
+    Model,
     /// Nothing measured: the engine's documented rules.
     Prior,
 }
@@ -31,7 +36,7 @@ pub struct Candidate {
     pub api: String,
     pub device: String,
     pub kernel: String,
-    /// Measured end-to-end GFLOPS at this shape, where measured.
+    /// End-to-end GFLOPS at this shape: measured, or predicted by the model.
     pub predicted_gflops: Option<f64>,
 }
 
@@ -47,6 +52,7 @@ pub struct Selection {
 /// The tuning databases of an engine's devices, loaded from a list of folders (later folders win).
 pub struct Selector {
     databases: HashMap<String, TuningDb>,
+    model: Option<Model>,
     /// Files that were found but could not be used, with why (reported once, at load).
     pub problems: Vec<String>,
 }
@@ -72,10 +78,34 @@ impl Selector {
                 }
             }
         }
+        // The model of exactly the devices that have measurements, as `tune` trains it.
+        let keys: Vec<String> = engine
+            .backends()
+            .iter()
+            .map(|b| b.info().key.clone())
+            .filter(|key| databases.contains_key(key))
+            .collect();
+        let mut model = None;
+        for dir in dirs {
+            match Model::load(dir, &keys) {
+                Ok(Some(found)) => model = Some(found),
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("ignoring {e}");
+                    problems.push(e.to_string());
+                }
+            }
+        }
         Selector {
             databases,
+            model,
             problems,
         }
+    }
+
+    /// The learned model in use, if one was found for this host's devices.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
     }
 
     /// The shipped databases, then the user's.
@@ -114,7 +144,7 @@ impl Selector {
         }
     }
 
-    /// The pair to run `problem` with: the best measured one, else the engine's prior.
+    /// The pair to run `problem` with: the best measured one, else the model's best, else the prior.
     pub fn select(
         &self,
         engine: &Engine,
@@ -130,6 +160,40 @@ impl Selector {
                 source: Source::Database,
                 runner_up: measured.next(),
             });
+        }
+        if let Some(model) = &self.model {
+            let shape = Shape::new(problem.m, problem.n, problem.k);
+            let mut predicted: Vec<Candidate> = engine
+                .candidates(target, problem)
+                .iter()
+                .filter_map(|choice| {
+                    let info = choice.backend.info();
+                    let gflops = model.predict(
+                        problem.m,
+                        problem.n,
+                        problem.k,
+                        info.backend.as_str(),
+                        &info.key,
+                        &choice.kernel,
+                    )?;
+                    Some(Candidate {
+                        predicted_gflops: Some(gflops),
+                        ..self.describe(choice, shape)
+                    })
+                })
+                .collect();
+            predicted.sort_by(|a, b| {
+                let score = |c: &Candidate| c.predicted_gflops.unwrap_or(0.0);
+                score(b).total_cmp(&score(a))
+            });
+            let mut predicted = predicted.into_iter();
+            if let Some(chosen) = predicted.next() {
+                return Ok(Selection {
+                    chosen,
+                    source: Source::Model,
+                    runner_up: predicted.next(),
+                });
+            }
         }
         let prior = engine.choose(target, problem)?;
         let shape = Shape::new(problem.m, problem.n, problem.k);

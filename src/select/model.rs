@@ -1,0 +1,353 @@
+//! The learned model: gradient-boosted regression trees (the `gbdt` crate: pure Rust, trains and
+//! serialises with serde; `perpetual` needs a nightly compiler) predicting the log of a
+//! candidate's end-to-end GFLOPS from shape and kernel features, for shapes never measured.
+//!
+//! One model per host, trained on the tuning databases of the host's devices and stored as JSON with
+//! the devices it knows, its feature names and its held-out quality. Quality is measured by k-fold
+//! over shapes: every shape is predicted by a model that never saw it.
+
+use super::db::TuningDb;
+use crate::error::{Error, Result};
+use crate::kernels::catalogue;
+use gbdt::config::Config;
+use gbdt::decision_tree::{Data, DataVec};
+use gbdt::gradient_boost::GBDT;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const FORMAT: &str = "tilegemm-selector-model";
+const VERSION: u32 = 1;
+
+/// The seed's features plus backend and device: sizes and work in log2, the tiling's parameters.
+pub const FEATURES: [&str; 15] = [
+    "log2_m",
+    "log2_n",
+    "log2_k",
+    "log2_total_ops",
+    "tile_m",
+    "tile_n",
+    "threads",
+    "vector_width",
+    "tiles_m",
+    "tiles_n",
+    "log2_total_tiles",
+    "log2_ops_per_tile",
+    "work_per_thread",
+    "backend",
+    "device",
+];
+
+/// Held-out quality of a model: each shape predicted by a model trained without it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub folds: usize,
+    pub shapes: usize,
+    /// Share of shapes whose predicted best pair is the measured best.
+    pub top1: f64,
+    /// best GFLOPS ÷ chosen GFLOPS − 1, averaged over shapes, and the worst.
+    pub mean_regret: f64,
+    pub max_regret: f64,
+}
+
+/// A trained model and what it was trained on.
+#[derive(Serialize, Deserialize)]
+pub struct Model {
+    pub format: String,
+    pub version: u32,
+    /// Keys of the devices it knows; the `device` feature is an index into this list.
+    pub devices: Vec<String>,
+    pub features: Vec<String>,
+    pub rows: usize,
+    pub quality: Option<Quality>,
+    booster: GBDT,
+}
+
+/// One (shape, device, kernel) with its features, and the measured value where known.
+struct Sample {
+    shape: (usize, usize, usize),
+    device: usize,
+    kernel: String,
+    features: [f64; 15],
+    e2e_gflops: f64,
+}
+
+/// The feature vector of `kernel` on the device with index `device` (backend id: 0 cpu, 1 wgpu, 2 ocl).
+pub fn features(
+    m: usize,
+    n: usize,
+    k: usize,
+    backend: &str,
+    device: usize,
+    kernel: &str,
+) -> [f64; 15] {
+    let log2 = |x: f64| x.max(1.0).log2();
+    let spec = catalogue().into_iter().find(|s| s.name == kernel);
+    let (tile_m, tile_n, threads, vector) = spec
+        .as_ref()
+        .map(|s| {
+            (
+                s.tile_m as f64,
+                s.tile_n as f64,
+                s.invocations() as f64,
+                s.vector_width as f64,
+            )
+        })
+        .unwrap_or((0.0, 0.0, 0.0, 0.0));
+    let tiles_m = if tile_m > 0.0 {
+        (m as f64 / tile_m).ceil()
+    } else {
+        0.0
+    };
+    let tiles_n = if tile_n > 0.0 {
+        (n as f64 / tile_n).ceil()
+    } else {
+        0.0
+    };
+    let total_ops = 2.0 * m as f64 * n as f64 * k as f64;
+    let total_tiles = tiles_m * tiles_n;
+    let backend_id = match backend {
+        "cpu" => 0.0,
+        "wgpu" => 1.0,
+        _ => 2.0,
+    };
+    [
+        log2(m as f64),
+        log2(n as f64),
+        log2(k as f64),
+        log2(total_ops),
+        tile_m,
+        tile_n,
+        threads,
+        vector,
+        tiles_m,
+        tiles_n,
+        log2(total_tiles),
+        log2(if total_tiles > 0.0 {
+            total_ops / total_tiles
+        } else {
+            total_ops
+        }),
+        if threads > 0.0 {
+            tile_m * tile_n / threads
+        } else {
+            0.0
+        },
+        backend_id,
+        device as f64,
+    ]
+}
+
+fn samples(databases: &[TuningDb]) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for (device, db) in databases.iter().enumerate() {
+        for row in db.rows.iter().filter(|r| r.e2e_gflops > 0.0) {
+            out.push(Sample {
+                shape: (row.m, row.n, row.k),
+                device,
+                kernel: row.kernel.clone(),
+                features: features(row.m, row.n, row.k, &db.backend, device, &row.kernel),
+                e2e_gflops: row.e2e_gflops,
+            });
+        }
+    }
+    out
+}
+
+/// Trains on `samples`, predicting ln(e2e GFLOPS). Deterministic: no row or feature sampling.
+fn fit(samples: &[&Sample]) -> Result<GBDT> {
+    let mut config = Config::new();
+    config.set_feature_size(FEATURES.len());
+    config.set_max_depth(5);
+    config.set_min_leaf_size(1);
+    config.set_iterations(300);
+    config.set_shrinkage(0.1);
+    config.set_loss("SquaredError");
+    let mut data: DataVec = samples
+        .iter()
+        .map(|s| {
+            let features = s.features.iter().map(|&x| x as f32).collect();
+            Data::new_training_data(features, 1.0, s.e2e_gflops.ln() as f32, None)
+        })
+        .collect();
+    let mut booster = GBDT::new(&config);
+    booster.fit(&mut data);
+    Ok(booster)
+}
+
+fn predict_rows(booster: &GBDT, rows: &[[f64; 15]]) -> Vec<f64> {
+    let data: DataVec = rows
+        .iter()
+        .map(|row| Data::new_test_data(row.iter().map(|&x| x as f32).collect(), None))
+        .collect();
+    booster
+        .predict(&data)
+        .into_iter()
+        .map(|y| (y as f64).exp())
+        .collect()
+}
+
+/// Held-out quality by `folds`-fold cross-validation over shapes.
+fn cross_validate(samples: &[Sample], folds: usize) -> Result<Quality> {
+    let shapes: Vec<_> = samples
+        .iter()
+        .map(|s| s.shape)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let folds = folds.clamp(2, shapes.len().max(2));
+    let (mut hits, mut regrets) = (0usize, Vec::new());
+    for fold in 0..folds {
+        let held: BTreeSet<_> = shapes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % folds == fold)
+            .map(|(_, s)| *s)
+            .collect();
+        let train: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| !held.contains(&s.shape))
+            .collect();
+        if train.is_empty() || held.is_empty() {
+            continue;
+        }
+        let booster = fit(&train)?;
+        for shape in &held {
+            let test: Vec<&Sample> = samples.iter().filter(|s| s.shape == *shape).collect();
+            let predicted = predict_rows(
+                &booster,
+                &test.iter().map(|s| s.features).collect::<Vec<_>>(),
+            );
+            let chosen = (0..test.len())
+                .max_by(|&a, &b| predicted[a].total_cmp(&predicted[b]))
+                .expect("non-empty");
+            let best = (0..test.len())
+                .max_by(|&a, &b| test[a].e2e_gflops.total_cmp(&test[b].e2e_gflops))
+                .expect("non-empty");
+            if (test[chosen].device, &test[chosen].kernel)
+                == (test[best].device, &test[best].kernel)
+            {
+                hits += 1;
+            }
+            regrets.push(test[best].e2e_gflops / test[chosen].e2e_gflops - 1.0);
+        }
+    }
+    let n = regrets.len().max(1);
+    Ok(Quality {
+        folds,
+        shapes: regrets.len(),
+        top1: hits as f64 / n as f64,
+        mean_regret: regrets.iter().sum::<f64>() / n as f64,
+        max_regret: regrets.iter().cloned().fold(0.0, f64::max),
+    })
+}
+
+impl Model {
+    /// Trains on every row of `databases` (one per device of the host) and measures held-out quality
+    /// with `folds`-fold cross-validation over shapes.
+    pub fn train(databases: &[TuningDb], folds: usize) -> Result<Self> {
+        let samples = samples(databases);
+        if samples.is_empty() {
+            return Err(Error::NotFound(
+                "no measurements to train on: run `tilegemm tune` first".into(),
+            ));
+        }
+        let shapes = samples
+            .iter()
+            .map(|s| s.shape)
+            .collect::<BTreeSet<_>>()
+            .len();
+        let quality = if shapes >= 2 {
+            Some(cross_validate(&samples, folds)?)
+        } else {
+            None
+        };
+        let booster = fit(&samples.iter().collect::<Vec<_>>())?;
+        Ok(Model {
+            format: FORMAT.into(),
+            version: VERSION,
+            devices: databases.iter().map(|db| db.device_key.clone()).collect(),
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            rows: samples.len(),
+            quality,
+            booster,
+        })
+    }
+
+    /// Predicted end-to-end GFLOPS of `kernel` on the device `device_key` (None: unknown device).
+    pub fn predict(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        backend: &str,
+        device_key: &str,
+        kernel: &str,
+    ) -> Option<f64> {
+        let device = self.devices.iter().position(|d| d == device_key)?;
+        let row = features(m, n, k, backend, device, kernel);
+        predict_rows(&self.booster, &[row]).first().copied()
+    }
+
+    /// The file of the model of a host with these device keys (order-independent).
+    pub fn file_name(device_keys: &[String]) -> String {
+        let mut keys: Vec<&String> = device_keys.iter().collect();
+        keys.sort();
+        // FNV-1a: a stable name from the set of keys.
+        let mut hash: u64 = 0xcbf29ce484222325;
+        for byte in keys.iter().flat_map(|k| k.bytes().chain([0])) {
+            hash = (hash ^ byte as u64).wrapping_mul(0x100000001b3);
+        }
+        format!("host-{hash:016x}.model.json")
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(Self::file_name(&self.devices));
+        let fail = |message: String| Error::File {
+            path: path.display().to_string(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        let text = serde_json::to_string(self).map_err(|e| fail(e.to_string()))?;
+        let temporary = dir.join(format!(
+            ".{}.tmp-{}",
+            Self::file_name(&self.devices),
+            std::process::id()
+        ));
+        std::fs::write(&temporary, text).map_err(|e| fail(e.to_string()))?;
+        std::fs::rename(&temporary, &path).map_err(|e| fail(e.to_string()))?;
+        Ok(path)
+    }
+
+    /// The model for exactly this set of devices in `dir`, if any; an error when the file is not a
+    /// usable model (the caller reports it and goes on without).
+    pub fn load(dir: &Path, device_keys: &[String]) -> Result<Option<Self>> {
+        let path = dir.join(Self::file_name(device_keys));
+        let fail = |message: String| Error::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let model: Model =
+            serde_json::from_str(&text).map_err(|e| fail(format!("not a selector model: {e}")))?;
+        if model.format != FORMAT || model.version != VERSION || model.features != FEATURES {
+            return Err(fail(format!(
+                "format {} version {} with other features",
+                model.format, model.version
+            )));
+        }
+        Ok(Some(model))
+    }
+
+    /// The trees as JSON (what `save` embeds).
+    pub fn booster_json(&self) -> Result<String> {
+        serde_json::to_string(&self.booster).map_err(|e| Error::File {
+            path: "selector model".into(),
+            message: e.to_string(),
+        })
+    }
+}
