@@ -36,7 +36,7 @@ impl Default for EngineOptions {
 }
 
 /// What to run a GEMM on; every field left `None` is chosen by the engine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Target {
     pub backend: Option<BackendKind>,
     /// Case-insensitive substring of the device name.

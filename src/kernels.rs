@@ -82,6 +82,15 @@ pub fn catalogue() -> Vec<KernelSpec> {
     all
 }
 
+/// The catalogue entry named `name`, built once per process (the family's WGSL is generated).
+pub fn find(name: &str) -> Option<&'static KernelSpec> {
+    static CATALOGUE: std::sync::OnceLock<Vec<KernelSpec>> = std::sync::OnceLock::new();
+    CATALOGUE
+        .get_or_init(catalogue)
+        .iter()
+        .find(|k| k.name == name)
+}
+
 /// The seed project's three tilings, in WGSL and OpenCL C.
 pub fn seed_kernels() -> Vec<KernelSpec> {
     vec![

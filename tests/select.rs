@@ -405,3 +405,28 @@ fn every_shipped_model_loads_with_its_quality() {
     }
     assert!(seen >= 2, "the H200 host's and the CPU-only class's models");
 }
+
+#[test]
+fn cached_decisions_are_the_same_decision() {
+    let selector = Selector::load(engine(), &[]);
+    let problem = GemmProblem::new(70, 30, 50);
+    let target = Target::default();
+    let first = selector.select_cached(engine(), &target, &problem).unwrap();
+    let again = selector.select_cached(engine(), &target, &problem).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "served from the cache"
+    );
+    let cpu_only = Target {
+        backend: Some(tilegemm::BackendKind::Cpu),
+        ..Default::default()
+    };
+    let other = selector
+        .select_cached(engine(), &cpu_only, &problem)
+        .unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &other),
+        "another target is another decision"
+    );
+    assert_eq!(other.chosen.backend, "cpu");
+}

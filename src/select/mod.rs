@@ -10,12 +10,14 @@ pub mod model;
 
 use crate::engine::{Choice, Engine, Target};
 use crate::error::Result;
+use crate::problem::Transpose;
 use crate::problem::{GemmProblem, Shape};
 use db::TuningDb;
 use model::Model;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Where a decision came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -49,10 +51,15 @@ pub struct Selection {
     pub runner_up: Option<Candidate>,
 }
 
+/// What a cached decision depends on: shape, transposes and the caller's target.
+type DecisionKey = (usize, usize, usize, Transpose, Transpose, Target);
+
 /// The tuning databases of an engine's devices, loaded from a list of folders (later folders win).
 pub struct Selector {
     databases: HashMap<String, TuningDb>,
     model: Option<Model>,
+    /// Decisions already made, per (shape, transposes, target).
+    decisions: Mutex<HashMap<DecisionKey, Arc<Selection>>>,
     /// Files that were found but could not be used, with why (reported once, at load).
     pub problems: Vec<String>,
 }
@@ -99,8 +106,37 @@ impl Selector {
         Selector {
             databases,
             model,
+            decisions: Mutex::new(HashMap::new()),
             problems,
         }
+    }
+
+    /// As [`Selector::select`], remembering the decision: later calls for the same shape,
+    /// transposes and target return it without ranking again.
+    pub fn select_cached(
+        &self,
+        engine: &Engine,
+        target: &Target,
+        problem: &GemmProblem,
+    ) -> Result<Arc<Selection>> {
+        let key = (
+            problem.m,
+            problem.n,
+            problem.k,
+            problem.trans_a,
+            problem.trans_b,
+            target.clone(),
+        );
+        if let Some(found) = self.lock_decisions().get(&key) {
+            return Ok(found.clone());
+        }
+        let selection = Arc::new(self.select(engine, target, problem)?);
+        self.lock_decisions().insert(key, selection.clone());
+        Ok(selection)
+    }
+
+    fn lock_decisions(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Arc<Selection>>> {
+        self.decisions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The learned model in use, if one was found for this host's devices.

@@ -8,7 +8,7 @@
 
 use super::db::TuningDb;
 use crate::error::{Error, Result};
-use crate::kernels::catalogue;
+use crate::kernels::find;
 use gbdt::config::Config;
 use gbdt::decision_tree::{Data, DataVec};
 use gbdt::gradient_boost::GBDT;
@@ -82,9 +82,7 @@ pub fn features(
     kernel: &str,
 ) -> [f64; 15] {
     let log2 = |x: f64| x.max(1.0).log2();
-    let spec = catalogue().into_iter().find(|s| s.name == kernel);
-    let (tile_m, tile_n, threads, vector) = spec
-        .as_ref()
+    let (tile_m, tile_n, threads, vector) = find(kernel)
         .map(|s| {
             (
                 s.tile_m as f64,

@@ -1,0 +1,23 @@
+//! Selection latency: a decision made from the databases and model (uncached), and the same
+//! decision served from the selector's cache.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tilegemm::select::Selector;
+use tilegemm::{Engine, GemmProblem, Target};
+
+fn selection_latency(c: &mut Criterion) {
+    let engine = Engine::new();
+    let selector = Selector::load(&engine, &Selector::default_dirs());
+    let target = Target::default();
+    let problem = GemmProblem::new(700, 300, 500);
+    c.bench_function("select/uncached", |b| {
+        b.iter(|| selector.select(&engine, &target, &problem).unwrap())
+    });
+    selector.select_cached(&engine, &target, &problem).unwrap();
+    c.bench_function("select/cached", |b| {
+        b.iter(|| selector.select_cached(&engine, &target, &problem).unwrap())
+    });
+}
+
+criterion_group!(benches, selection_latency);
+criterion_main!(benches);
