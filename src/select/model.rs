@@ -153,7 +153,7 @@ fn samples(databases: &[TuningDb]) -> Vec<Sample> {
 }
 
 /// Trains on `samples`, predicting ln(e2e GFLOPS). Deterministic: no row or feature sampling.
-fn fit(samples: &[&Sample]) -> Result<GBDT> {
+fn fit(samples: &[&Sample]) -> GBDT {
     let mut config = Config::new();
     config.set_feature_size(FEATURES.len());
     config.set_max_depth(5);
@@ -170,7 +170,7 @@ fn fit(samples: &[&Sample]) -> Result<GBDT> {
         .collect();
     let mut booster = GBDT::new(&config);
     booster.fit(&mut data);
-    Ok(booster)
+    booster
 }
 
 fn predict_rows(booster: &GBDT, rows: &[[f64; 15]]) -> Vec<f64> {
@@ -209,7 +209,7 @@ fn cross_validate(samples: &[Sample], folds: usize) -> Result<Quality> {
         if train.is_empty() || held.is_empty() {
             continue;
         }
-        let booster = fit(&train)?;
+        let booster = fit(&train);
         for shape in &held {
             let test: Vec<&Sample> = samples.iter().filter(|s| s.shape == *shape).collect();
             let predicted = predict_rows(
@@ -260,7 +260,7 @@ impl Model {
         } else {
             None
         };
-        let booster = fit(&samples.iter().collect::<Vec<_>>())?;
+        let booster = fit(&samples.iter().collect::<Vec<_>>());
         Ok(Model {
             format: FORMAT.into(),
             version: VERSION,
@@ -339,13 +339,5 @@ impl Model {
             )));
         }
         Ok(Some(model))
-    }
-
-    /// The trees as JSON (what `save` embeds).
-    pub fn booster_json(&self) -> Result<String> {
-        serde_json::to_string(&self.booster).map_err(|e| Error::File {
-            path: "selector model".into(),
-            message: e.to_string(),
-        })
     }
 }
