@@ -419,7 +419,7 @@ fn print_report(r: &VerifyReport) {
         ""
     };
     println!(
-        "{:<4} {:<5} {:<28.28} {:<7} {:>16} {} α={} β={}  max_rel_error {}{}",
+        "{:<4} {:<5} {:<28.28} {:<22} {:>16} {} α={} β={}  max_rel_error {}{}",
         if r.pass { "ok" } else { "FAIL" },
         r.backend,
         r.device,
@@ -595,7 +595,7 @@ fn reference_at(reference: &[ReferencePoint], m: &Measurement) -> Option<f64> {
 
 fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint]) {
     println!(
-        "{:<28} {:<7} {:<7} {:<8} {:>16} {:>11} {:>10} {:>11} {:>10} {:>5} {:>7}",
+        "{:<28} {:<7} {:<7} {:<22} {:>16} {:>11} {:>10} {:>11} {:>10} {:>5} {:>7}",
         "device",
         "backend",
         "api",
@@ -613,7 +613,7 @@ fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint])
             .map(|r| format!("{:.1}", 100.0 * m.gflops / r))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<28.28} {:<7} {:<7} {:<8} {:>16} {:>11.3} {:>10.1} {:>11.3} {:>10.1} {:>5} {:>7}",
+            "{:<28.28} {:<7} {:<7} {:<22} {:>16} {:>11.3} {:>10.1} {:>11.3} {:>10.1} {:>5} {:>7}",
             m.device,
             m.backend,
             m.api,
@@ -630,7 +630,7 @@ fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint])
     for r in reference {
         let shape = format!("{}x{}x{}", r.m, r.n, r.k);
         println!(
-            "{:<28.28} {:<7} {:<7} {:<8} {shape:>16} {:>11} {:>10.1}",
+            "{:<28.28} {:<7} {:<7} {:<22} {shape:>16} {:>11} {:>10.1}",
             r.library, "-", "-", "-", "-", r.gflops
         );
     }
