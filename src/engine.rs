@@ -219,8 +219,9 @@ impl Engine {
         ranked.sort_by_key(rank);
         let mut reasons = Vec::new();
         for backend in ranked {
+            let offered = backend.kernels();
             for kernel in PRIOR_GPU_KERNELS.into_iter().chain([NATIVE_KERNEL]) {
-                if backend.kernels().iter().any(|k| k == kernel) {
+                if offered.iter().any(|k| k == kernel) {
                     match backend.check(kernel, problem) {
                         Ok(()) => {
                             return Ok(Choice {

@@ -233,6 +233,31 @@ fn unknown_kernels_and_devices_are_not_found() {
     assert!(matches!(err, Error::NotFound(_)), "{err}");
 }
 
+/// A device that holds a kernel "broken" (which fails to build on it) and the working `healthy`:
+/// the broken one gives a build error naming the culprit, leaves C alone, and `healthy` still runs.
+fn check_build_failure(device: &dyn Backend, healthy: &str) {
+    let problem = GemmProblem::new(2, 2, 2);
+    let mut c = vec![POISON; 4];
+    let err = device
+        .gemm("broken", &problem, &[1.0; 4], &[1.0; 4], &mut c)
+        .unwrap_err();
+    match &err {
+        Error::KernelBuild { kernel, log, .. } => {
+            assert_eq!(kernel, "broken");
+            assert!(
+                log.contains("undefined_name"),
+                "the log should name the culprit: {log}"
+            );
+        }
+        other => panic!("expected a build error, got {other}"),
+    }
+    assert!(c.iter().all(|&x| x == POISON));
+    device
+        .gemm(healthy, &problem, &[1.0; 4], &[1.0; 4], &mut c)
+        .unwrap();
+    assert_eq!(c, [2.0; 4]);
+}
+
 #[test]
 fn a_kernel_that_fails_to_compile_reports_its_log_and_others_still_work() {
     // A separate engine: the broken kernel must not leak into other tests.
@@ -243,37 +268,7 @@ fn a_kernel_that_fails_to_compile_reports_its_log_and_others_still_work() {
         broken.wgsl = Cow::Owned(broken.wgsl.replace("acc += ", "acc += undefined_name * "));
         // SAFETY: the kernel never compiles, so it never runs.
         unsafe { device.register_kernel(broken) };
-        let mut c = vec![POISON; 4];
-        let err = device
-            .gemm(
-                "broken",
-                &GemmProblem::new(2, 2, 2),
-                &[1.0; 4],
-                &[1.0; 4],
-                &mut c,
-            )
-            .unwrap_err();
-        match &err {
-            Error::KernelBuild { kernel, log, .. } => {
-                assert_eq!(kernel, "broken");
-                assert!(
-                    log.contains("undefined_name"),
-                    "the log should name the culprit: {log}"
-                );
-            }
-            other => panic!("expected a build error, got {other}"),
-        }
-        assert!(c.iter().all(|&x| x == POISON));
-        device
-            .gemm(
-                "tile20",
-                &GemmProblem::new(2, 2, 2),
-                &[1.0; 4],
-                &[1.0; 4],
-                &mut c,
-            )
-            .unwrap();
-        assert_eq!(c, [2.0; 4]);
+        check_build_failure(device.as_ref(), "tile20");
     }
 }
 
@@ -295,37 +290,7 @@ fn an_opencl_kernel_that_fails_to_build_reports_its_log() {
             .replace("acc00 += ", "acc00 += undefined_name * ");
         broken.opencl = Some(Cow::Owned(source));
         let device = device.with_kernels(vec![broken, tilegemm::kernels::catalogue().remove(0)]);
-        let mut c = vec![POISON; 4];
-        let err = device
-            .gemm(
-                "broken",
-                &GemmProblem::new(2, 2, 2),
-                &[1.0; 4],
-                &[1.0; 4],
-                &mut c,
-            )
-            .unwrap_err();
-        match &err {
-            Error::KernelBuild { kernel, log, .. } => {
-                assert_eq!(kernel, "broken");
-                assert!(
-                    log.contains("undefined_name"),
-                    "the build log should name the culprit: {log}"
-                );
-            }
-            other => panic!("expected a build error, got {other}"),
-        }
-        assert!(c.iter().all(|&x| x == POISON));
-        device
-            .gemm(
-                "tile16",
-                &GemmProblem::new(2, 2, 2),
-                &[1.0; 4],
-                &[1.0; 4],
-                &mut c,
-            )
-            .unwrap();
-        assert_eq!(c, [2.0; 4]);
+        check_build_failure(&device, "tile16");
     }
 }
 

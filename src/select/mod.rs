@@ -152,16 +152,13 @@ impl Selector {
     /// The candidate pairs for `problem` with what the databases know of them, best first.
     pub fn rank(&self, engine: &Engine, target: &Target, problem: &GemmProblem) -> Vec<Candidate> {
         let shape = Shape::new(problem.m, problem.n, problem.k);
-        let mut ranked: Vec<Candidate> = engine
-            .candidates(target, problem)
-            .iter()
-            .map(|choice| self.describe(choice, shape))
-            .collect();
-        ranked.sort_by(|a, b| {
-            let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
-            score(b).total_cmp(&score(a))
-        });
-        ranked
+        best_first(
+            engine
+                .candidates(target, problem)
+                .iter()
+                .map(|choice| self.describe(choice, shape))
+                .collect(),
+        )
     }
 
     fn describe(&self, choice: &Choice, shape: Shape) -> Candidate {
@@ -187,22 +184,25 @@ impl Selector {
         target: &Target,
         problem: &GemmProblem,
     ) -> Result<Selection> {
-        let ranked = self.rank(engine, target, problem);
-        if ranked.first().is_some_and(|c| c.predicted_gflops.is_some()) {
-            let mut measured = ranked.into_iter().filter(|c| c.predicted_gflops.is_some());
-            let chosen = measured.next().expect("checked above");
-            return Ok(Selection {
-                chosen,
-                source: Source::Database,
-                runner_up: measured.next(),
-            });
+        let shape = Shape::new(problem.m, problem.n, problem.k);
+        let choices = engine.candidates(target, problem);
+        let described: Vec<Candidate> = choices.iter().map(|c| self.describe(c, shape)).collect();
+
+        let measured = best_first(
+            described
+                .iter()
+                .filter(|c| c.predicted_gflops.is_some())
+                .cloned()
+                .collect(),
+        );
+        if let Some(selection) = first_two(measured, Source::Database) {
+            return Ok(selection);
         }
         if let Some(model) = &self.model {
-            let shape = Shape::new(problem.m, problem.n, problem.k);
-            let mut predicted: Vec<Candidate> = engine
-                .candidates(target, problem)
+            let predicted = choices
                 .iter()
-                .filter_map(|choice| {
+                .zip(&described)
+                .filter_map(|(choice, candidate)| {
                     let info = choice.backend.info();
                     let gflops = model.predict(
                         problem.m,
@@ -214,27 +214,16 @@ impl Selector {
                     )?;
                     Some(Candidate {
                         predicted_gflops: Some(gflops),
-                        ..self.describe(choice, shape)
+                        ..candidate.clone()
                     })
                 })
                 .collect();
-            predicted.sort_by(|a, b| {
-                let score = |c: &Candidate| c.predicted_gflops.unwrap_or(0.0);
-                score(b).total_cmp(&score(a))
-            });
-            let mut predicted = predicted.into_iter();
-            if let Some(chosen) = predicted.next() {
-                return Ok(Selection {
-                    chosen,
-                    source: Source::Model,
-                    runner_up: predicted.next(),
-                });
+            if let Some(selection) = first_two(best_first(predicted), Source::Model) {
+                return Ok(selection);
             }
         }
-        let prior = engine.choose(target, problem)?;
-        let shape = Shape::new(problem.m, problem.n, problem.k);
-        let chosen = self.describe(&prior, shape);
-        let runner_up = ranked.into_iter().find(|c| {
+        let chosen = self.describe(&engine.choose(target, problem)?, shape);
+        let runner_up = described.into_iter().find(|c| {
             !(c.device == chosen.device && c.kernel == chosen.kernel && c.backend == chosen.backend)
         });
         Ok(Selection {
@@ -243,4 +232,22 @@ impl Selector {
             runner_up,
         })
     }
+}
+
+/// Sorts candidates by predicted GFLOPS, highest first; unknown ones last, in their given order.
+fn best_first(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
+    let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
+    candidates.sort_by(|a, b| score(b).total_cmp(&score(a)));
+    candidates
+}
+
+/// The first candidate as the choice and the second as the runner-up, if there is a first.
+fn first_two(candidates: Vec<Candidate>, source: Source) -> Option<Selection> {
+    let mut candidates = candidates.into_iter();
+    let chosen = candidates.next()?;
+    Some(Selection {
+        chosen,
+        source,
+        runner_up: candidates.next(),
+    })
 }
