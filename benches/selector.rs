@@ -7,7 +7,7 @@ use tilegemm::{Engine, GemmProblem, Target};
 
 fn selection_latency(c: &mut Criterion) {
     let engine = Engine::new();
-    let selector = Selector::load(&engine, &Selector::default_dirs());
+    let selector = Selector::load(engine.backends(), &Selector::default_dirs());
     let target = Target::default();
     let problem = GemmProblem::new(700, 300, 500);
     c.bench_function("select/uncached", |b| {

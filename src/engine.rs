@@ -5,11 +5,19 @@ use crate::backend::wgpu::{self as wgpu_backend, WgpuBackend};
 use crate::backend::{Backend, BackendKind, DeviceType};
 use crate::error::{Error, Result};
 use crate::kernels::PRIOR_GPU_KERNELS;
-use crate::problem::{GemmProblem, Transpose};
+use crate::problem::{GemmProblem, Shape, Transpose};
+use crate::select::policy::Policy;
+use crate::select::{Selection, Selector};
+use crate::telemetry::{Fallback, Report, Telemetry};
+use crate::verify::{verify, VerifyCase};
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 /// A backend that was looked for and not found, with the reason.
 #[derive(Clone, Debug, Serialize)]
@@ -18,12 +26,20 @@ pub struct Unavailable {
     pub reason: String,
 }
 
-/// Which backends [`Engine::with_options`] opens.
-#[derive(Clone, Copy, Debug)]
+/// How [`Engine::with_options`] opens an engine.
+#[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub wgpu: bool,
     /// OpenCL devices; only with the cargo feature `ocl`.
     pub ocl: bool,
+    /// How GEMMs that name no kernel are placed.
+    pub policy: Policy,
+    /// Folders of tuning databases and models, later ones winning (default: the shipped
+    /// `models/`, then the user cache).
+    pub selector_dirs: Vec<PathBuf>,
+    /// Check each (device, kernel, transposes) against the f64 reference on a small probe before
+    /// its first use by a policy; a kernel that fails is disabled and the call falls back.
+    pub validate: bool,
 }
 
 impl Default for EngineOptions {
@@ -31,9 +47,19 @@ impl Default for EngineOptions {
         EngineOptions {
             wgpu: true,
             ocl: true,
+            policy: Policy::default(),
+            selector_dirs: Selector::default_dirs(),
+            validate: true,
         }
     }
 }
+
+/// The validation probe's shape: odd sizes that leave partial tiles and quads on every side.
+const PROBE_SHAPE: Shape = Shape {
+    m: 35,
+    n: 67,
+    k: 19,
+};
 
 /// What to run a GEMM on; every field left `None` is chosen by the engine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -77,11 +103,22 @@ impl std::fmt::Debug for Choice {
 /// Below this many flops the prior keeps a GEMM on the CPU: a GPU round trip costs more.
 const PRIOR_GPU_MIN_FLOPS: f64 = 2.0 * 256.0 * 256.0 * 256.0;
 
-/// Every backend of this host. Shareable across threads (`Send + Sync`).
+/// Every backend of this host, the selector that places GEMMs on them, and what happened since.
+/// Shareable across threads (`Send + Sync`).
 pub struct Engine {
     backends: Vec<Arc<dyn Backend>>,
     wgpu_devices: Vec<Arc<WgpuBackend>>,
     unavailable: Vec<Unavailable>,
+    selector: Selector,
+    policy: RwLock<Arc<Policy>>,
+    validate: bool,
+    telemetry: Telemetry,
+    /// (device key, kernel) pairs that failed in this process, with the first reason.
+    disabled: Mutex<HashMap<(String, String), String>>,
+    /// (device key, kernel, transposes) that passed the validation probe.
+    validated: Mutex<HashSet<(String, String, Transpose, Transpose)>>,
+    /// Calls placed by an A/B policy so far: even ones go to arm A, odd ones to arm B.
+    ab_calls: AtomicU64,
 }
 
 impl Default for Engine {
@@ -125,11 +162,81 @@ impl Engine {
                 }),
             }
         }
+        let mut engine = Self::with_backends(backends, options);
+        engine.wgpu_devices = wgpu_devices;
+        engine.unavailable = unavailable;
+        engine
+    }
+
+    /// An engine over the given backends (e.g. one of your own [`Backend`] implementations),
+    /// with `options`' policy, selector folders and validation; `options.wgpu`/`ocl` are not used.
+    /// The device-resident API stays with the [`WgpuBackend`] values you hold.
+    pub fn with_backends(backends: Vec<Arc<dyn Backend>>, options: EngineOptions) -> Self {
+        let selector = Selector::load(&backends, &options.selector_dirs);
+        for problem in &selector.problems {
+            log::warn!("selector: ignored {problem}");
+        }
         Engine {
             backends,
-            wgpu_devices,
-            unavailable,
+            wgpu_devices: Vec::new(),
+            unavailable: Vec::new(),
+            selector,
+            policy: RwLock::new(Arc::new(options.policy)),
+            validate: options.validate,
+            telemetry: Telemetry::default(),
+            disabled: Mutex::new(HashMap::new()),
+            validated: Mutex::new(HashSet::new()),
+            ab_calls: AtomicU64::new(0),
         }
+    }
+
+    /// The selector: tuning databases and model of this host's devices.
+    pub fn selector(&self) -> &Selector {
+        &self.selector
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes how later calls are placed. A fixed kernel that no device offers is refused.
+    pub fn set_policy(&self, policy: Policy) -> Result<()> {
+        let arms = match &policy {
+            Policy::Ab(a, b) => vec![a.as_ref(), b.as_ref()],
+            other => vec![other],
+        };
+        for kernel in arms.iter().filter_map(|p| p.named_kernel()) {
+            if !self
+                .backends
+                .iter()
+                .any(|b| b.kernels().iter().any(|k| k == kernel))
+            {
+                return Err(Error::NotFound(format!(
+                    "policy {policy}: no device offers kernel '{kernel}'"
+                )));
+            }
+        }
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        Ok(())
+    }
+
+    /// A copy of what happened so far: calls, GFLOPS, selection latency, fallbacks, A/B arms.
+    pub fn telemetry(&self) -> Report {
+        self.telemetry.snapshot()
+    }
+
+    /// (device key, kernel, reason) of every pair disabled after a failure in this engine.
+    pub fn disabled(&self) -> Vec<(String, String, String)> {
+        let disabled = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<_> = disabled
+            .iter()
+            .map(|((key, kernel), reason)| (key.clone(), kernel.clone(), reason.clone()))
+            .collect();
+        list.sort();
+        list
     }
 
     /// Every device found, the CPU first.
@@ -164,49 +271,13 @@ impl Engine {
         out
     }
 
-    /// The (backend, kernel) for `problem` under `target`.
-    ///
-    /// An explicit kernel or backend is honoured or refused with the reason. Otherwise the prior
-    /// decides: the CPU for problems under 2·256³ flops and on hosts whose only wgpu devices are
-    /// CPUs themselves (lavapipe is 100× slower than the CPU backend); else the first GPU, with
-    /// the first of [`PRIOR_GPU_KERNELS`] that can run the problem.
-    pub fn choose(&self, target: &Target, problem: &GemmProblem) -> Result<Choice> {
-        let admitted: Vec<&Arc<dyn Backend>> = self
-            .backends
-            .iter()
-            .filter(|b| target.admits(b.as_ref()))
-            .collect();
-        if admitted.is_empty() {
-            return Err(Error::NotFound(format!(
-                "no device matches {}",
-                describe(target)
-            )));
-        }
-        if let Some(kernel) = &target.kernel {
-            let mut reasons = Vec::new();
-            for backend in &admitted {
-                match backend.check(kernel, problem) {
-                    Ok(()) => {
-                        return Ok(Choice {
-                            backend: (*backend).clone(),
-                            kernel: kernel.clone(),
-                        })
-                    }
-                    Err(e) => reasons.push(e),
-                }
-            }
-            // One admitted device: its own error says best why (a limit, an unknown kernel).
-            return Err(if reasons.len() == 1 {
-                reasons.remove(0)
-            } else {
-                Error::NotFound(format!(
-                    "no device matching {} can run it",
-                    describe(target)
-                ))
-            });
-        }
+    /// Every candidate of `target` for `problem` in the prior's order, for devices never measured:
+    /// the CPU first for problems under 2·256³ flops and on hosts whose only wgpu devices are CPUs
+    /// themselves (lavapipe is 100× slower than the CPU backend); else GPUs first, each with
+    /// [`PRIOR_GPU_KERNELS`] in order, then its other kernels.
+    pub fn prior_order(&self, target: &Target, problem: &GemmProblem) -> Vec<Choice> {
         let prefer_gpu = problem.flops() >= PRIOR_GPU_MIN_FLOPS;
-        let rank = |backend: &&Arc<dyn Backend>| {
+        let device_rank = |backend: &dyn Backend| {
             let info = backend.info();
             match (info.device_type.is_gpu(), prefer_gpu) {
                 (true, true) => 0,
@@ -215,28 +286,62 @@ impl Engine {
                 _ => 2,
             }
         };
-        let mut ranked = admitted;
-        ranked.sort_by_key(rank);
-        let mut reasons = Vec::new();
-        for backend in ranked {
-            let offered = backend.kernels();
-            for kernel in PRIOR_GPU_KERNELS.into_iter().chain([NATIVE_KERNEL]) {
-                if offered.iter().any(|k| k == kernel) {
-                    match backend.check(kernel, problem) {
-                        Ok(()) => {
-                            return Ok(Choice {
-                                backend: backend.clone(),
-                                kernel: kernel.to_string(),
-                            })
-                        }
-                        Err(e) => reasons.push(e),
-                    }
-                }
-            }
+        let kernel_rank = |kernel: &str| {
+            PRIOR_GPU_KERNELS
+                .into_iter()
+                .chain([NATIVE_KERNEL])
+                .position(|k| k == kernel)
+                .unwrap_or(PRIOR_GPU_KERNELS.len() + 1)
+        };
+        let mut choices = self.candidates(target, problem);
+        choices.sort_by_key(|c| (device_rank(c.backend.as_ref()), kernel_rank(&c.kernel)));
+        choices
+    }
+
+    /// Why `target` has no candidate for `problem`: no matching device, or the one check that
+    /// refused it (a limit, an unknown kernel).
+    pub fn why_no_candidate(&self, target: &Target, problem: &GemmProblem) -> Error {
+        let admitted: Vec<&Arc<dyn Backend>> = self
+            .backends
+            .iter()
+            .filter(|b| target.admits(b.as_ref()))
+            .collect();
+        if admitted.is_empty() {
+            return Error::NotFound(format!("no device matches {}", describe(target)));
         }
-        Err(reasons.into_iter().next().unwrap_or_else(|| {
-            Error::NotFound(format!("nothing matching {} can run it", describe(target)))
-        }))
+        let mut reasons: Vec<Error> = admitted
+            .iter()
+            .flat_map(|backend| {
+                let kernels = match &target.kernel {
+                    Some(kernel) => vec![kernel.clone()],
+                    None => backend.kernels(),
+                };
+                kernels
+                    .into_iter()
+                    .filter_map(|kernel| backend.check(&kernel, problem).err())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if reasons.len() == 1 || (target.kernel.is_none() && !reasons.is_empty()) {
+            return reasons.remove(0);
+        }
+        Error::NotFound(format!(
+            "no device matching {} can run it",
+            describe(target)
+        ))
+    }
+
+    /// The prior's (backend, kernel) for `problem` under `target`, or why there is none.
+    pub fn choose(&self, target: &Target, problem: &GemmProblem) -> Result<Choice> {
+        self.prior_order(target, problem)
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.why_no_candidate(target, problem))
+    }
+
+    /// The selector's ranking of `target`'s candidates for `problem`, cached per shape.
+    pub fn select(&self, target: &Target, problem: &GemmProblem) -> Result<Arc<Selection>> {
+        self.selector.select_cached(self, target, problem)
     }
 
     /// `C ← α·op(A)·op(B) + β·C` on the device the engine chooses. Returns what ran it.
@@ -250,8 +355,11 @@ impl Engine {
         self.gemm_on(&Target::default(), problem, a, b, c)
     }
 
-    /// As [`Engine::gemm`], on `target`. When the engine chose for itself and a GPU kernel fails
-    /// (build, device error), the call is retried on the CPU backend and the failure logged.
+    /// As [`Engine::gemm`], among the candidates `target` admits. A target that names a kernel
+    /// runs exactly that kernel and returns its error. Otherwise the policy orders the selector's
+    /// ranking, and a candidate that fails (build, device error, time-out, failed validation
+    /// probe) is disabled for this engine, recorded in the telemetry, and the call goes on to
+    /// the next one.
     pub fn gemm_on(
         &self,
         target: &Target,
@@ -261,22 +369,159 @@ impl Engine {
         c: &mut [f32],
     ) -> Result<Choice> {
         problem.check_lengths(a.len(), b.len(), c.len())?;
-        let choice = self.choose(target, problem)?;
-        match choice.backend.gemm(&choice.kernel, problem, a, b, c) {
-            Ok(()) => Ok(choice),
-            Err(e @ (Error::KernelBuild { .. } | Error::Device { .. } | Error::Timeout { .. }))
-                if target.is_auto() && choice.backend.info().backend != BackendKind::Cpu =>
-            {
-                log::warn!("{choice:?} failed, falling back to the CPU: {e}");
-                let cpu = self.backends[0].clone();
-                cpu.gemm(NATIVE_KERNEL, problem, a, b, c)?;
-                Ok(Choice {
-                    backend: cpu,
-                    kernel: NATIVE_KERNEL.to_string(),
-                })
-            }
-            Err(e) => Err(e),
+        let started = Instant::now();
+        let selection = self.select(target, problem)?;
+        if target.kernel.is_some() {
+            let choice = &selection.order[0];
+            self.telemetry.record_selection(started.elapsed());
+            return self.run_and_record(choice, problem, a, b, c, None);
         }
+        let policy = self.policy();
+        let (arm, arm_policy) = match policy.as_ref() {
+            Policy::Ab(first, second) => {
+                let call = self.ab_calls.fetch_add(1, Ordering::Relaxed);
+                let arm = if call.is_multiple_of(2) {
+                    first
+                } else {
+                    second
+                };
+                (Some(arm.to_string()), arm.as_ref())
+            }
+            single => (None, single),
+        };
+        let order = arm_policy.order(&selection.order);
+        self.telemetry.record_selection(started.elapsed());
+
+        let mut first_failure = None;
+        for choice in order {
+            if self.is_disabled(choice) {
+                continue;
+            }
+            let outcome = self
+                .validate_once(choice, problem)
+                .and_then(|()| self.run_and_record(choice, problem, a, b, c, arm.as_deref()));
+            match outcome {
+                Ok(ran) => return Ok(ran),
+                Err(e) if is_kernel_failure(&e) => {
+                    self.disable(choice, problem, &e);
+                    first_failure.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_failure.unwrap_or_else(|| {
+            Error::NotFound(format!(
+                "every candidate for {} under {} was disabled after failing (see the telemetry)",
+                Shape::new(problem.m, problem.n, problem.k),
+                describe(target)
+            ))
+        }))
+    }
+
+    /// Runs one GEMM on `choice` and records it (end-to-end GFLOPS) in the telemetry.
+    fn run_and_record(
+        &self,
+        choice: &Choice,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        arm: Option<&str>,
+    ) -> Result<Choice> {
+        let started = Instant::now();
+        choice.backend.gemm(&choice.kernel, problem, a, b, c)?;
+        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        let info = choice.backend.info();
+        self.telemetry.record_call(
+            (info.backend.as_str(), &info.name, &choice.kernel),
+            Shape::new(problem.m, problem.n, problem.k),
+            problem.flops() / seconds / 1e9,
+            arm,
+        );
+        Ok(choice.clone())
+    }
+
+    fn is_disabled(&self, choice: &Choice) -> bool {
+        let disabled = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
+        !disabled.is_empty()
+            && disabled.contains_key(&(choice.backend.info().key.clone(), choice.kernel.clone()))
+    }
+
+    fn disable(&self, choice: &Choice, problem: &GemmProblem, error: &Error) {
+        let info = choice.backend.info();
+        log::warn!("{choice:?} failed and is disabled for this process: {error}");
+        self.disabled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((info.key.clone(), choice.kernel.clone()))
+            .or_insert_with(|| error.to_string());
+        self.telemetry.record_fallback(Fallback {
+            backend: info.backend.to_string(),
+            device: info.name.clone(),
+            kernel: choice.kernel.clone(),
+            shape: Shape::new(problem.m, problem.n, problem.k).to_string(),
+            reason: error.to_string(),
+        });
+    }
+
+    /// Before a (device, kernel, transposes) first runs under a policy: the probe shape with the
+    /// same transposes and the same kind of β, against the f64 reference. `Validation` on a wrong
+    /// result, the kernel's own error if it fails to run.
+    fn validate_once(&self, choice: &Choice, problem: &GemmProblem) -> Result<()> {
+        if !self.validate {
+            return Ok(());
+        }
+        let key = (
+            choice.backend.info().key.clone(),
+            choice.kernel.clone(),
+            problem.trans_a,
+            problem.trans_b,
+        );
+        if self
+            .validated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        let (alpha, beta) = if problem.beta == 0.0 {
+            (1.0, 0.0)
+        } else {
+            (0.5, 2.0)
+        };
+        let case = VerifyCase {
+            shape: PROBE_SHAPE,
+            trans_a: problem.trans_a,
+            trans_b: problem.trans_b,
+            alpha,
+            beta,
+            ld_pad: 0,
+        };
+        let report = verify(choice.backend.as_ref(), &choice.kernel, &case);
+        if let Some(error) = report.error {
+            return Err(Error::Validation {
+                kernel: choice.kernel.clone(),
+                device: choice.backend.info().name.clone(),
+                reason: error,
+            });
+        }
+        if !report.pass {
+            return Err(Error::Validation {
+                kernel: choice.kernel.clone(),
+                device: choice.backend.info().name.clone(),
+                reason: format!(
+                    "probe {PROBE_SHAPE}: max_rel_error {:.2e} over the tolerance {:.0e}",
+                    report.max_rel_error.unwrap_or(f64::NAN),
+                    report.tolerance
+                ),
+            });
+        }
+        self.validated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
     }
 
     /// `A·B` for ndarray matrices of any layout, on the device the engine chooses.
@@ -307,6 +552,17 @@ impl Engine {
         self.gemm_on(target, &problem, &a_data, &b_data, &mut c)?;
         Array2::from_shape_vec((m, n), c).map_err(|e| Error::ShapeMismatch(e.to_string()))
     }
+}
+
+/// Errors of a kernel or device, after which another candidate may still succeed.
+fn is_kernel_failure(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::KernelBuild { .. }
+            | Error::Device { .. }
+            | Error::Timeout { .. }
+            | Error::Validation { .. }
+    )
 }
 
 #[cfg(feature = "ocl")]

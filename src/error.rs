@@ -76,6 +76,14 @@ pub enum Error {
     #[error("{device}: no result after {seconds:.0} s")]
     Timeout { device: String, seconds: f64 },
 
+    /// A kernel ran but gave a wrong result on the engine's validation probe.
+    #[error("kernel '{kernel}' on {device} failed validation: {reason}")]
+    Validation {
+        kernel: String,
+        device: String,
+        reason: String,
+    },
+
     /// A file could not be read, parsed or written.
     #[error("{path}: {message}")]
     File { path: String, message: String },

@@ -28,6 +28,7 @@ pub mod plot;
 pub mod problem;
 pub mod reference;
 pub mod select;
+pub mod telemetry;
 pub mod verify;
 
 pub use backend::wgpu::{DeviceMatrix, WgpuBackend};
@@ -35,6 +36,7 @@ pub use backend::{Backend, BackendKind, Capabilities, DeviceInfo, DeviceType};
 pub use engine::{Choice, Engine, EngineOptions, Target, Unavailable};
 pub use error::{Error, Operand, Result};
 pub use problem::{GemmProblem, Shape, Transpose};
+pub use select::policy::Policy;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -14,8 +14,11 @@ use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::select::db::{user_dir, TuningDb};
 use tilegemm::select::model::Model;
 use tilegemm::select::Selector;
+use tilegemm::telemetry::Report;
 use tilegemm::verify::{random_inputs, tolerance, verify, VerifyCase, VerifyReport};
-use tilegemm::{Backend, BackendKind, Engine, EngineOptions, Shape, Target, Transpose};
+use tilegemm::{
+    Backend, BackendKind, Engine, EngineOptions, GemmProblem, Policy, Shape, Target, Transpose,
+};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +54,9 @@ enum Command {
     Select(SelectArgs),
     /// Train the selector's model from tuning databases of one host (e.g. measured elsewhere).
     Train(TrainArgs),
+    /// Run GEMMs through the engine under a policy and print its telemetry: calls and GFLOPS per
+    /// kernel, selection latency, fallbacks, and the A/B comparison.
+    Report(ReportArgs),
 }
 
 /// Which devices and kernels a command uses.
@@ -81,6 +87,7 @@ impl Selection {
         Engine::with_options(EngineOptions {
             wgpu: self.backend.is_none_or(|b| b == BackendKind::Wgpu),
             ocl: self.backend.is_none_or(|b| b == BackendKind::Ocl),
+            ..EngineOptions::default()
         })
     }
 }
@@ -133,6 +140,31 @@ struct RunArgs {
     /// Timed repetitions after one warm-up run; the median is reported.
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// How the engine places the GEMM when no kernel is named: adaptive, baseline,
+    /// fixed:KERNEL or ab:POLICY,POLICY.
+    #[arg(long, default_value = "adaptive")]
+    policy: Policy,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Square sizes N (N×N×N), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Shapes MxNxK, comma-separated (default: 64, 128, 256, 64x256x512).
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<Shape>,
+    #[command(flatten)]
+    selection: Selection,
+    /// GEMMs per shape (an A/B policy splits them between its arms).
+    #[arg(long, default_value_t = 10)]
+    calls: usize,
+    /// adaptive, baseline, fixed:KERNEL or ab:POLICY,POLICY.
+    #[arg(long, default_value = "ab:adaptive,baseline")]
+    policy: Policy,
+    /// Also write the telemetry as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -196,6 +228,10 @@ struct TuneArgs {
     /// Time budget per measurement, seconds.
     #[arg(long, default_value_t = 1.0)]
     max_seconds: f64,
+    /// Total seconds to spend measuring: shapes are taken in order, cheapest first, until it is
+    /// spent. Without --sizes/--shapes it draws from a wider spread (up to 2048³).
+    #[arg(long)]
+    budget: Option<f64>,
 }
 
 #[derive(Args)]
@@ -227,6 +263,12 @@ struct TrainArgs {
 /// The default spread of `tune`: squares, non-squares, tall-skinny, small K.
 const TUNE_SHAPES: &str = "64,128,256,512,256x64x512,64x256x512,1024x16x256,16x1024x256,512x512x16";
 
+/// The spread of `tune --budget`, in order of cost: the default spread, then larger shapes.
+const TUNE_SHAPES_BUDGETED: &str =
+    "64,128,256x64x512,64x256x512,1024x16x256,16x1024x256,512x512x16,\
+     256,384,128x1024x256,1024x128x256,512,2048x64x64,64x64x2048,768,1024x1024x64,1024,\
+     1024x256x1024,256x1024x1024,1400,2048x2048x128,2048";
+
 fn main() -> ExitCode {
     // wgpu_hal reports a missing Vulkan driver as errors; tilegemm says so itself, in one line.
     env_logger::Builder::from_env(
@@ -243,6 +285,7 @@ fn main() -> ExitCode {
         Command::Tune(args) => tune_command(args),
         Command::Select(args) => select_command(args),
         Command::Train(args) => train_command(args),
+        Command::Report(args) => report_command(args),
     };
     match outcome {
         Ok(code) => code,
@@ -367,13 +410,9 @@ fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             let pairs = engine.candidates(&target, &problem);
             if pairs.is_empty() {
                 // Say why, in the words of the device that would have run it.
-                let reason = engine
-                    .choose(&target, &problem)
-                    .err()
-                    .map(|e| e.to_string());
                 bail!(
                     "nothing can run {shape}: {}",
-                    reason.unwrap_or_else(|| "no match".into())
+                    engine.why_no_candidate(&target, &problem)
                 );
             }
             for choice in pairs {
@@ -436,6 +475,7 @@ fn print_report(r: &VerifyReport) {
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.selection.engine();
     report_unavailable(&engine);
+    engine.set_policy(args.policy.clone())?;
     let shape = args.shape;
     let problem = shape
         .problem()
@@ -448,22 +488,21 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.scalars.beta.unwrap_or(0.0),
         );
     problem.extents()?;
-    let choice = engine.choose(&args.selection.target(), &problem)?;
-    let info = choice.backend.info();
+    let target = args.selection.target();
+    let selection = engine.select(&target, &problem)?;
     let (a, b, c_in) = random_inputs(&problem, &mut SmallRng::from_os_rng());
     let mut c = c_in.clone();
-    choice
-        .backend
-        .gemm(&choice.kernel, &problem, &a, &b, &mut c)?; // warm-up: compiles, allocates
+    engine.gemm_on(&target, &problem, &a, &b, &mut c)?; // warm-up: validates, compiles, allocates
     let mut times = Vec::with_capacity(args.reps.max(1));
+    let mut choice = None;
     for _ in 0..args.reps.max(1) {
         c.copy_from_slice(&c_in);
         let started = Instant::now();
-        choice
-            .backend
-            .gemm(&choice.kernel, &problem, &a, &b, &mut c)?;
+        choice = Some(engine.gemm_on(&target, &problem, &a, &b, &mut c)?);
         times.push(started.elapsed().as_secs_f64());
     }
+    let choice = choice.expect("at least one repetition");
+    let info = choice.backend.info();
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let reference = reference_gemm(&problem, &a, &b, &c_in)?;
@@ -481,11 +520,96 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         error,
         if pass { "pass" } else { "FAIL" }
     );
+    println!(
+        "policy {}; selector: {} from the {:?}",
+        args.policy, selection.chosen.kernel, selection.source
+    );
+    if matches!(args.policy, Policy::Ab(..)) || engine.telemetry().fallbacks_total > 0 {
+        print_telemetry(&engine.telemetry(), &args.policy);
+    }
     Ok(if pass {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let shapes = shape_list(&args.sizes, &args.shapes, "64,128,256,64x256x512");
+    let engine = args.selection.engine();
+    report_unavailable(&engine);
+    engine.set_policy(args.policy.clone())?;
+    let target = args.selection.target();
+    let problems: Vec<GemmProblem> = shapes.iter().map(|s| s.problem()).collect();
+    for problem in &problems {
+        problem.extents()?;
+    }
+    let progress = indicatif::ProgressBar::new((problems.len() * args.calls) as u64);
+    let mut rng = SmallRng::from_os_rng();
+    for problem in &problems {
+        let (a, b, mut c) = random_inputs(problem, &mut rng);
+        for _ in 0..args.calls {
+            engine.gemm_on(&target, problem, &a, &b, &mut c)?;
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    let report = engine.telemetry();
+    print_telemetry(&report, &args.policy);
+    if let Some(path) = &args.json {
+        let json = json!({ "policy": args.policy.to_string(), "telemetry": report });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Per-kernel calls and GFLOPS, selection latency, fallbacks and, for an A/B policy, both arms.
+fn print_telemetry(report: &Report, policy: &Policy) {
+    println!(
+        "{:<7} {:<36} {:<22} {:>6} {:>8} {:>12} {:>10}",
+        "backend", "device", "kernel", "calls", "failures", "mean GFLOPS", "std dev"
+    );
+    for k in &report.kernels {
+        println!(
+            "{:<7} {:<36} {:<22} {:>6} {:>8} {:>12.1} {:>10.1}",
+            k.backend,
+            k.device,
+            k.kernel,
+            k.calls,
+            k.failures,
+            k.gflops.mean,
+            k.gflops.std_dev()
+        );
+    }
+    let latency = &report.selection_latency_us;
+    println!(
+        "selection latency: mean {:.2} µs, std dev {:.2} µs over {} calls (first calls rank, later ones hit the cache)",
+        latency.mean,
+        latency.std_dev(),
+        latency.count
+    );
+    println!("fallbacks: {}", report.fallbacks_total);
+    for f in &report.fallbacks {
+        println!(
+            "  {} {} {} at {}: {}",
+            f.backend, f.device, f.kernel, f.shape, f.reason
+        );
+    }
+    if let Policy::Ab(a, b) = policy {
+        let (a, b) = (a.to_string(), b.to_string());
+        println!("A/B: A = {a}, B = {b}");
+        println!(
+            "{:<16} {:>8} {:>12} {:>8} {:>12} {:>8}",
+            "shape", "A calls", "A GFLOPS", "B calls", "B GFLOPS", "B/A"
+        );
+        for row in report.ab_comparison(&a, &b) {
+            println!(
+                "{:<16} {:>8} {:>12.1} {:>8} {:>12.1} {:>8.2}",
+                row.shape, row.a.count, row.a.mean, row.b.count, row.b.mean, row.b_over_a
+            );
+        }
+    }
 }
 
 /// The shapes of `--sizes` (squares) and `--shapes`, or `default` (same syntax) when both are empty.
@@ -502,12 +626,14 @@ fn shape_list(sizes: &[usize], shapes: &[Shape], default: &str) -> Vec<Shape> {
 }
 
 /// Measures every candidate (backend, kernel) of `target` at every shape, with a progress bar, and
-/// hands each measurement to `record`. Failures are reported and counted, not fatal.
+/// hands each measurement to `record`. Failures are reported and counted, not fatal. Past
+/// `deadline`, no new shape is started (a shape is measured whole or not at all).
 fn run_plan(
     engine: &Engine,
     target: &Target,
     shapes: &[Shape],
     config: &BenchConfig,
+    deadline: Option<Instant>,
     mut record: impl FnMut(Measurement),
 ) -> anyhow::Result<usize> {
     let plan: Vec<_> = shapes
@@ -523,7 +649,12 @@ fn run_plan(
             .expect("a valid template"),
     );
     let mut failures = 0;
-    for (shape, pairs) in plan {
+    for (done, (shape, pairs)) in plan.into_iter().enumerate() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            progress
+                .suspend(|| eprintln!("budget spent: {done} of {} shapes measured", shapes.len()));
+            break;
+        }
         let problem = shape.problem();
         let mut operands = Operands::random(&problem, 42)?;
         for choice in pairs {
@@ -567,9 +698,14 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ..BenchConfig::default()
     };
     let mut measurements: Vec<Measurement> = Vec::new();
-    let failures = run_plan(&engine, &args.selection.target(), &shapes, &config, |m| {
-        measurements.push(m)
-    })?;
+    let failures = run_plan(
+        &engine,
+        &args.selection.target(),
+        &shapes,
+        &config,
+        None,
+        |m| measurements.push(m),
+    )?;
     print_bench_table(&measurements, &reference);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&measurements)?)
@@ -665,7 +801,12 @@ fn chart_command(args: ChartArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
-    let shapes = shape_list(&args.sizes, &args.shapes, TUNE_SHAPES);
+    let default_shapes = if args.budget.is_some() {
+        TUNE_SHAPES_BUDGETED
+    } else {
+        TUNE_SHAPES
+    };
+    let shapes = shape_list(&args.sizes, &args.shapes, default_shapes);
     let out = args.out.clone().unwrap_or_else(user_dir);
     let engine = args.selection.engine();
     report_unavailable(&engine);
@@ -690,7 +831,10 @@ fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
         databases.push(db);
     }
     let mut measured = 0;
-    let failures = run_plan(&engine, &target, &shapes, &config, |m| {
+    let deadline = args
+        .budget
+        .map(|seconds| Instant::now() + std::time::Duration::from_secs_f64(seconds));
+    let failures = run_plan(&engine, &target, &shapes, &config, deadline, |m| {
         if let Some(db) = databases
             .iter_mut()
             .find(|db| db.device_key == m.device_key)
@@ -766,7 +910,7 @@ fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.db.clone()
     };
-    let selector = Selector::load(&engine, &dirs);
+    let selector = Selector::load(engine.backends(), &dirs);
     for problem in &selector.problems {
         eprintln!("note: ignored {problem}");
     }

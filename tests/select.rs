@@ -87,7 +87,7 @@ fn corrupt_and_foreign_files_are_reported_ignored_and_kept() {
         TuningDb::load(&dir, &key),
         Err(tilegemm::Error::File { .. })
     ));
-    let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+    let selector = Selector::load(engine().backends(), std::slice::from_ref(&dir));
     assert_eq!(
         selector.problems.len(),
         1,
@@ -155,7 +155,7 @@ fn measured_shapes_are_chosen_by_their_measurements() {
         ));
         other_db.save(&dir).unwrap();
 
-        let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+        let selector = Selector::load(engine().backends(), std::slice::from_ref(&dir));
         let selection = selector
             .select(engine(), &Target::default(), &GemmProblem::new(48, 48, 48))
             .unwrap();
@@ -322,7 +322,7 @@ fn the_model_predicts_unmeasured_shapes_from_the_learned_crossover() {
         db.save(&dir).unwrap();
     }
     model.save(&dir).unwrap();
-    let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+    let selector = Selector::load(engine().backends(), std::slice::from_ref(&dir));
     assert!(selector.problems.is_empty(), "{:?}", selector.problems);
     assert!(selector.model().is_some());
     for (size, winner) in [(48, &devices[0]), (1536, other)] {
@@ -354,7 +354,7 @@ fn the_model_predicts_unmeasured_shapes_from_the_learned_crossover() {
     // A corrupt model is reported and ignored: unmeasured shapes fall back to the prior.
     let keys: Vec<String> = databases.iter().map(|db| db.device_key.clone()).collect();
     std::fs::write(dir.join(Model::file_name(&keys)), "{\"format\": 3").unwrap();
-    let selector = Selector::load(engine(), std::slice::from_ref(&dir));
+    let selector = Selector::load(engine().backends(), std::slice::from_ref(&dir));
     assert_eq!(selector.problems.len(), 1, "{:?}", selector.problems);
     let selection = selector
         .select(engine(), &Target::default(), &GemmProblem::new(48, 48, 48))
@@ -408,7 +408,7 @@ fn every_shipped_model_loads_with_its_quality() {
 
 #[test]
 fn cached_decisions_are_the_same_decision() {
-    let selector = Selector::load(engine(), &[]);
+    let selector = Selector::load(engine().backends(), &[]);
     let problem = GemmProblem::new(70, 30, 50);
     let target = Target::default();
     let first = selector.select_cached(engine(), &target, &problem).unwrap();

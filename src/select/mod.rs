@@ -7,7 +7,9 @@
 
 pub mod db;
 pub mod model;
+pub mod policy;
 
+use crate::backend::Backend;
 use crate::engine::{Choice, Engine, Target};
 use crate::error::Result;
 use crate::problem::Transpose;
@@ -49,6 +51,9 @@ pub struct Selection {
     pub chosen: Candidate,
     pub source: Source,
     pub runner_up: Option<Candidate>,
+    /// Every candidate in the order ranked: the choice first, then the fallbacks.
+    #[serde(skip)]
+    pub order: Vec<Choice>,
 }
 
 /// What a cached decision depends on: shape, transposes and the caller's target.
@@ -65,12 +70,12 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// Loads, for every device of `engine`, its database from each of `dirs` (later folders replace
+    /// Loads, for every device of `backends`, its database from each of `dirs` (later folders replace
     /// earlier ones). Unusable files are logged once and listed in `problems`, never fatal.
-    pub fn load(engine: &Engine, dirs: &[PathBuf]) -> Self {
+    pub fn load(backends: &[Arc<dyn Backend>], dirs: &[PathBuf]) -> Self {
         let mut databases = HashMap::new();
         let mut problems = Vec::new();
-        for backend in engine.backends() {
+        for backend in backends {
             let key = &backend.info().key;
             for dir in dirs {
                 match TuningDb::load(dir, key) {
@@ -86,8 +91,7 @@ impl Selector {
             }
         }
         // The model of exactly the devices that have measurements, as `tune` trains it.
-        let keys: Vec<String> = engine
-            .backends()
+        let keys: Vec<String> = backends
             .iter()
             .map(|b| b.info().key.clone())
             .filter(|key| databases.contains_key(key))
@@ -149,18 +153,6 @@ impl Selector {
         vec![db::shipped_dir(), db::user_dir()]
     }
 
-    /// The candidate pairs for `problem` with what the databases know of them, best first.
-    pub fn rank(&self, engine: &Engine, target: &Target, problem: &GemmProblem) -> Vec<Candidate> {
-        let shape = Shape::new(problem.m, problem.n, problem.k);
-        best_first(
-            engine
-                .candidates(target, problem)
-                .iter()
-                .map(|choice| self.describe(choice, shape))
-                .collect(),
-        )
-    }
-
     fn describe(&self, choice: &Choice, shape: Shape) -> Candidate {
         let info = choice.backend.info();
         let measured = self
@@ -177,7 +169,9 @@ impl Selector {
         }
     }
 
-    /// The pair to run `problem` with: the best measured one, else the model's best, else the prior.
+    /// Ranks every candidate for `problem`: by measured GFLOPS where this shape was measured, else
+    /// by the model's prediction, else in the prior's order; candidates without a number follow in
+    /// the prior's order. The first is the choice, the rest are the fallbacks.
     pub fn select(
         &self,
         engine: &Engine,
@@ -185,69 +179,46 @@ impl Selector {
         problem: &GemmProblem,
     ) -> Result<Selection> {
         let shape = Shape::new(problem.m, problem.n, problem.k);
-        let choices = engine.candidates(target, problem);
-        let described: Vec<Candidate> = choices.iter().map(|c| self.describe(c, shape)).collect();
-
-        let measured = best_first(
-            described
-                .iter()
-                .filter(|c| c.predicted_gflops.is_some())
-                .cloned()
-                .collect(),
-        );
-        if let Some(selection) = first_two(measured, Source::Database) {
-            return Ok(selection);
+        let prior = engine.prior_order(target, problem);
+        if prior.is_empty() {
+            return Err(engine.why_no_candidate(target, problem));
         }
-        if let Some(model) = &self.model {
-            let predicted = choices
-                .iter()
-                .zip(&described)
-                .filter_map(|(choice, candidate)| {
-                    let info = choice.backend.info();
-                    let gflops = model.predict(
-                        problem.m,
-                        problem.n,
-                        problem.k,
-                        info.backend.as_str(),
-                        &info.key,
-                        &choice.kernel,
-                    )?;
-                    Some(Candidate {
-                        predicted_gflops: Some(gflops),
-                        ..candidate.clone()
-                    })
-                })
-                .collect();
-            if let Some(selection) = first_two(best_first(predicted), Source::Model) {
-                return Ok(selection);
+        let mut ranked: Vec<(Choice, Candidate)> = prior
+            .into_iter()
+            .map(|choice| {
+                let candidate = self.describe(&choice, shape);
+                (choice, candidate)
+            })
+            .collect();
+        let mut source = Source::Prior;
+        if ranked.iter().any(|(_, c)| c.predicted_gflops.is_some()) {
+            source = Source::Database;
+        } else if let Some(model) = &self.model {
+            for (choice, candidate) in &mut ranked {
+                let info = choice.backend.info();
+                candidate.predicted_gflops = model.predict(
+                    problem.m,
+                    problem.n,
+                    problem.k,
+                    info.backend.as_str(),
+                    &info.key,
+                    &choice.kernel,
+                );
+            }
+            if ranked.iter().any(|(_, c)| c.predicted_gflops.is_some()) {
+                source = Source::Model;
             }
         }
-        let chosen = self.describe(&engine.choose(target, problem)?, shape);
-        let runner_up = described.into_iter().find(|c| {
-            !(c.device == chosen.device && c.kernel == chosen.kernel && c.backend == chosen.backend)
-        });
+        // Stable: candidates without a number keep the prior's order, after those with one.
+        let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
+        ranked.sort_by(|(_, a), (_, b)| score(b).total_cmp(&score(a)));
+        let (order, candidates): (Vec<Choice>, Vec<Candidate>) = ranked.into_iter().unzip();
+        let mut candidates = candidates.into_iter();
         Ok(Selection {
-            chosen,
-            source: Source::Prior,
-            runner_up,
+            chosen: candidates.next().expect("at least one candidate"),
+            runner_up: candidates.next(),
+            source,
+            order,
         })
     }
-}
-
-/// Sorts candidates by predicted GFLOPS, highest first; unknown ones last, in their given order.
-fn best_first(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
-    let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
-    candidates.sort_by(|a, b| score(b).total_cmp(&score(a)));
-    candidates
-}
-
-/// The first candidate as the choice and the second as the runner-up, if there is a first.
-fn first_two(candidates: Vec<Candidate>, source: Source) -> Option<Selection> {
-    let mut candidates = candidates.into_iter();
-    let chosen = candidates.next()?;
-    Some(Selection {
-        chosen,
-        source,
-        runner_up: candidates.next(),
-    })
 }
