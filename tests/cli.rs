@@ -146,6 +146,66 @@ fn run_prints_time_gflops_and_error() {
 }
 
 #[test]
+fn report_compares_the_arms_of_an_ab_policy() {
+    let json = std::env::temp_dir().join(format!("tilegemm-report-{}.json", std::process::id()));
+    let out = tilegemm(&[
+        "report",
+        "--shapes",
+        "33x17x9,20x20x20",
+        "--calls",
+        "4",
+        "--policy",
+        "ab:adaptive,baseline",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("A/B: A = adaptive, B = baseline"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let arms = report["telemetry"]["arms"].as_array().unwrap();
+    assert_eq!(arms.len(), 4, "two arms at two shapes: {arms:?}");
+    for arm in arms {
+        assert_eq!(arm["gflops"]["count"], 2, "{arm}");
+    }
+    let calls: u64 = report["telemetry"]["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(calls, 8);
+    assert_eq!(report["telemetry"]["selection_latency_us"]["count"], 8);
+    // Where tile16 exists (lavapipe, PoCL), the baseline arm ran it.
+    if common::wgpu_required() {
+        assert!(
+            report["telemetry"]["kernels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kernel"] == "tile16" && k["calls"] == 4),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_policy_is_refused_with_the_reason() {
+    let out = tilegemm(&["run", "--shape", "8", "--policy", "fixed:nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no device offers kernel 'nope'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tilegemm(&["run", "--shape", "8", "--policy", "fastest"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown policy"), "{}", stderr(&out));
+}
+
+#[test]
 fn bad_arguments_exit_nonzero_with_one_line() {
     for args in [
         vec!["run", "--shape", "3x4"],

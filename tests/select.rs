@@ -430,3 +430,49 @@ fn cached_decisions_are_the_same_decision() {
     );
     assert_eq!(other.chosen.backend, "cpu");
 }
+
+#[test]
+fn the_default_engine_runs_each_measured_shape_on_its_measured_best() {
+    // On a host with shipped databases (this CPU-only class in CI): every shape measured here
+    // is placed on its fastest measured pair — the CPU backend wherever it beat lavapipe and PoCL.
+    let engine = engine();
+    let dir = tilegemm::select::db::shipped_dir();
+    let databases: Vec<TuningDb> = engine
+        .backends()
+        .iter()
+        .filter_map(|b| TuningDb::load(&dir, &b.info().key).ok().flatten())
+        .collect();
+    if databases.is_empty() {
+        eprintln!("no shipped database for this host: nothing to compare");
+        return;
+    }
+    let mut shapes: Vec<(usize, usize, usize)> = databases
+        .iter()
+        .flat_map(|db| db.rows.iter().map(|r| (r.m, r.n, r.k)))
+        .collect();
+    shapes.sort();
+    shapes.dedup();
+    for (m, n, k) in shapes {
+        let (best_device, best) = databases
+            .iter()
+            .flat_map(|db| {
+                db.rows
+                    .iter()
+                    .filter(move |r| (r.m, r.n, r.k) == (m, n, k))
+                    .map(move |r| (db.device.clone(), r))
+            })
+            .max_by(|a, b| a.1.e2e_gflops.total_cmp(&b.1.e2e_gflops))
+            .unwrap();
+        let problem = GemmProblem::new(m, n, k);
+        let selection = engine.select(&Target::default(), &problem).unwrap();
+        assert_eq!(selection.source, Source::Database, "{m}x{n}x{k}");
+        assert_eq!(
+            (
+                selection.chosen.device.as_str(),
+                selection.chosen.kernel.as_str()
+            ),
+            (best_device.as_str(), best.kernel.as_str()),
+            "{m}x{n}x{k}"
+        );
+    }
+}
