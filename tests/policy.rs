@@ -5,7 +5,7 @@ mod common;
 
 use common::cpu_backend;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tilegemm::bench::Measurement;
 use tilegemm::reference::{max_relative_error, reference_gemm};
@@ -111,7 +111,7 @@ fn temp_dir(name: &str) -> PathBuf {
 const SIZE: usize = 40;
 
 /// Measurements ranking broken > wrong > good > tile16 on the scripted GPU, the CPU last.
-fn databases(gpu: &ScriptedGpu, dir: &PathBuf) {
+fn databases(gpu: &ScriptedGpu, dir: &Path) {
     let row = |backend: &dyn Backend, kernel: &str, gflops: f64| Measurement {
         device: backend.info().name.clone(),
         device_key: backend.info().key.clone(),
