@@ -173,9 +173,6 @@ impl Engine {
     /// The device-resident API stays with the [`WgpuBackend`] values you hold.
     pub fn with_backends(backends: Vec<Arc<dyn Backend>>, options: EngineOptions) -> Self {
         let selector = Selector::load(&backends, &options.selector_dirs);
-        for problem in &selector.problems {
-            log::warn!("selector: ignored {problem}");
-        }
         Engine {
             backends,
             wgpu_devices: Vec::new(),

@@ -13,7 +13,7 @@ use tilegemm::plot::{chart, read_reference, ReferencePoint};
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::select::db::{user_dir, TuningDb};
 use tilegemm::select::model::Model;
-use tilegemm::select::Selector;
+use tilegemm::select::{Selector, Source};
 use tilegemm::telemetry::Report;
 use tilegemm::verify::{random_inputs, tolerance, verify, VerifyCase, VerifyReport};
 use tilegemm::{
@@ -192,6 +192,12 @@ struct BenchArgs {
     /// Reference results (`cublas_sgemm.py` output): adds a "% of reference" column and a line.
     #[arg(long)]
     reference: Option<PathBuf>,
+    /// Open the devices afresh for every shape (isolates shapes from each other's device state).
+    #[arg(long)]
+    fresh_engine: bool,
+    /// Seconds to wait between shapes (lets the GPU's clocks settle).
+    #[arg(long, default_value_t = 0.0)]
+    pause: f64,
 }
 
 #[derive(Args)]
@@ -232,6 +238,9 @@ struct TuneArgs {
     /// spent. Without --sizes/--shapes it draws from a wider spread (up to 2048³).
     #[arg(long)]
     budget: Option<f64>,
+    /// Only measure and store; train later with `tilegemm train` (e.g. after one process per shape).
+    #[arg(long)]
+    no_train: bool,
 }
 
 #[derive(Args)]
@@ -690,7 +699,7 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .map(read_reference)
         .transpose()?
         .unwrap_or_default();
-    let engine = args.selection.engine();
+    let mut engine = args.selection.engine();
     report_unavailable(&engine);
     let config = BenchConfig {
         reps: args.reps,
@@ -698,14 +707,29 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ..BenchConfig::default()
     };
     let mut measurements: Vec<Measurement> = Vec::new();
-    let failures = run_plan(
-        &engine,
-        &args.selection.target(),
-        &shapes,
-        &config,
-        None,
-        |m| measurements.push(m),
-    )?;
+    let batches: Vec<&[Shape]> = if args.fresh_engine || args.pause > 0.0 {
+        shapes.chunks(1).collect()
+    } else {
+        vec![&shapes]
+    };
+    let mut failures = 0;
+    for (i, batch) in batches.into_iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(args.pause.max(0.0)));
+        }
+        if i > 0 && args.fresh_engine {
+            drop(engine);
+            engine = args.selection.engine();
+        }
+        failures += run_plan(
+            &engine,
+            &args.selection.target(),
+            batch,
+            &config,
+            None,
+            |m| measurements.push(m),
+        )?;
+    }
     print_bench_table(&measurements, &reference);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&measurements)?)
@@ -858,8 +882,10 @@ fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|db| !db.rows.is_empty())
         .collect();
-    if let Err(e) = train_and_report(&measured_devices, 5, &out) {
-        eprintln!("note: no model trained: {e:#}");
+    if !args.no_train {
+        if let Err(e) = train_and_report(&measured_devices, 5, &out) {
+            eprintln!("note: no model trained: {e:#}");
+        }
     }
     Ok(if failures == 0 {
         ExitCode::SUCCESS
@@ -877,17 +903,31 @@ fn train_and_report(
     let model = Model::train(databases, folds)?;
     let path = model.save(out)?;
     match &model.quality {
-        Some(q) => println!(
-            "model: {} rows, held out by {}-fold over {} shapes: top-1 {:.0}%, regret mean {:.1}% max {:.1}% ({})",
+        Some(q) => {
+            println!(
+                "model: {} rows, held out by {}-fold over {} shapes: top-1 {:.0}%, regret mean {:.1}% max {:.1}% ({})",
+                model.rows,
+                q.folds,
+                q.shapes,
+                100.0 * q.top1,
+                100.0 * q.mean_regret,
+                100.0 * q.max_regret,
+                path.display()
+            );
+            if let Some(raw) = &q.raw {
+                println!(
+                    "       against single end-to-end measurements (copy noise included): top-1 {:.0}%, regret mean {:.1}% max {:.1}%",
+                    100.0 * raw.top1,
+                    100.0 * raw.mean_regret,
+                    100.0 * raw.max_regret
+                );
+            }
+        }
+        None => println!(
+            "model: {} rows, too few shapes to hold any out ({})",
             model.rows,
-            q.folds,
-            q.shapes,
-            100.0 * q.top1,
-            100.0 * q.mean_regret,
-            100.0 * q.max_regret,
             path.display()
         ),
-        None => println!("model: {} rows, too few shapes to hold any out ({})", model.rows, path.display()),
     }
     Ok(())
 }
@@ -921,10 +961,14 @@ fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&selection)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let how = match selection.source {
+        Source::Database => "measured",
+        Source::Model | Source::Prior => "predicted",
+    };
     let describe = |c: &tilegemm::select::Candidate| {
         let gflops = c
             .predicted_gflops
-            .map(|g| format!(", {g:.1} GFLOPS measured"))
+            .map(|g| format!(", {g:.1} GFLOPS {how}"))
             .unwrap_or_default();
         format!(
             "{} on {} ({}) {}{gflops}",

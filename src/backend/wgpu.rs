@@ -194,6 +194,20 @@ fn bind(binding: u32, buffer: &wgpu::Buffer, bytes: u64) -> wgpu::BindGroupEntry
     }
 }
 
+/// How wgpu places buffers in device memory: `TILEGEMM_WGPU_MEMORY` = `performance` (wgpu's
+/// default: large sub-allocated blocks), `memory-usage` (smaller blocks) or `dedicated` (every
+/// buffer of 1 MiB or more in its own allocation). For experiments on memory placement
+/// (`benchmarks/NOTES.md`); unknown values keep the default.
+fn memory_hints() -> wgpu::MemoryHints {
+    match std::env::var("TILEGEMM_WGPU_MEMORY").as_deref() {
+        Ok("memory-usage") => wgpu::MemoryHints::MemoryUsage,
+        Ok("dedicated") => wgpu::MemoryHints::Manual {
+            suballocated_device_memory_block_size: (1 << 20)..(1 << 20),
+        },
+        _ => wgpu::MemoryHints::Performance,
+    }
+}
+
 impl WgpuBackend {
     /// Opens `adapter` with its own limits (not wgpu's conservative defaults) and timestamp
     /// queries where offered.
@@ -206,6 +220,7 @@ impl WgpuBackend {
             label: Some("tilegemm"),
             required_features: features & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
+            memory_hints: memory_hints(),
             ..Default::default()
         }))
         .map_err(|e| Error::Device {

@@ -79,6 +79,28 @@ impl TuningDb {
             .find(|r| (r.m, r.n, r.k) == (shape.m, shape.n, shape.k) && r.kernel == kernel)
     }
 
+    /// End-to-end GFLOPS of `kernel` at `shape` with the copy time settled across the device's
+    /// kernels: every kernel of a device moves the same bytes at a shape, so its end-to-end time is
+    /// the shared copy time plus its own kernel time. The copy time is the median, over the
+    /// kernels measured at `shape`, of end-to-end minus kernel seconds; a single end-to-end time
+    /// carries the copy's noise (±5% on a GPU, more than most kernels differ by), the median does
+    /// not. Where the device cannot time kernels alone (the CPU), kernel and end-to-end agree and
+    /// this is the measured value.
+    pub fn e2e_estimate(&self, shape: Shape, kernel: &str) -> Option<f64> {
+        let row = self.lookup(shape, kernel)?;
+        let flops = 2.0 * shape.m as f64 * shape.n as f64 * shape.k as f64;
+        let seconds = |gflops: f64| flops / (gflops * 1e9);
+        let mut copies: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|r| (r.m, r.n, r.k) == (shape.m, shape.n, shape.k))
+            .map(|r| (seconds(r.e2e_gflops) - seconds(r.gflops)).max(0.0))
+            .collect();
+        copies.sort_by(f64::total_cmp);
+        let copy = copies[copies.len() / 2];
+        Some(flops / (copy + seconds(row.gflops)) / 1e9)
+    }
+
     /// The file name of a device key: every character outside `[A-Za-z0-9._-]` becomes `_`.
     pub fn file_name(device_key: &str) -> String {
         let safe: String = device_key

@@ -3,7 +3,9 @@
 //! Decisions come, in order, from the tuning database (shapes measured on this host's devices), from
 //! the learned model (gradient-boosted trees trained on those measurements, for unmeasured shapes)
 //! and from the engine's prior. Candidates are only the pairs that pass the devices' capability checks.
-//! Measurements are compared by end-to-end GFLOPS: what a caller of `Engine::gemm` experiences.
+//! Measurements are compared by end-to-end GFLOPS, what a caller of `Engine::gemm` experiences, with
+//! the copy time settled across each device's kernels ([`db::TuningDb::e2e_estimate`]). The ranking
+//! is the fallback order too: [`policy::Policy`] decides how the engine walks it.
 
 pub mod db;
 pub mod model;
@@ -158,8 +160,7 @@ impl Selector {
         let measured = self
             .databases
             .get(&info.key)
-            .and_then(|db| db.lookup(shape, &choice.kernel))
-            .map(|row| row.e2e_gflops);
+            .and_then(|db| db.e2e_estimate(shape, &choice.kernel));
         Candidate {
             backend: info.backend.to_string(),
             api: info.api.clone(),

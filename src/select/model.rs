@@ -9,6 +9,7 @@
 use super::db::TuningDb;
 use crate::error::{Error, Result};
 use crate::kernels::find;
+use crate::problem::Shape;
 use gbdt::config::Config;
 use gbdt::decision_tree::{Data, DataVec};
 use gbdt::gradient_boost::GBDT;
@@ -17,14 +18,16 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "tilegemm-selector-model";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The seed's features plus backend and device: sizes and work in log2, the tiling's parameters.
-pub const FEATURES: [&str; 15] = [
+pub const FEATURES: [&str; 17] = [
     "log2_m",
     "log2_n",
     "log2_k",
     "log2_total_ops",
+    "log2_bytes",
+    "log2_intensity",
     "tile_m",
     "tile_n",
     "threads",
@@ -38,7 +41,9 @@ pub const FEATURES: [&str; 15] = [
     "device",
 ];
 
-/// Held-out quality of a model: each shape predicted by a model trained without it.
+/// Held-out quality of a model: each shape predicted by a model trained without it. Judged on the
+/// settled end-to-end GFLOPS the model learns ([`TuningDb::e2e_estimate`]), and, for comparison,
+/// on each row's own single end-to-end measurement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
     pub folds: usize,
@@ -48,6 +53,29 @@ pub struct Quality {
     /// best GFLOPS ÷ chosen GFLOPS − 1, averaged over shapes, and the worst.
     pub mean_regret: f64,
     pub max_regret: f64,
+    /// The same three against the raw per-row end-to-end measurements (copy noise included).
+    #[serde(default)]
+    pub raw: Option<Regret>,
+}
+
+/// Top-1 and regret of a set of choices against one notion of the best.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Regret {
+    pub top1: f64,
+    pub mean_regret: f64,
+    pub max_regret: f64,
+}
+
+impl Regret {
+    /// From (hit, regret) per shape.
+    fn of(outcomes: &[(bool, f64)]) -> Self {
+        let n = outcomes.len().max(1) as f64;
+        Regret {
+            top1: outcomes.iter().filter(|(hit, _)| *hit).count() as f64 / n,
+            mean_regret: outcomes.iter().map(|(_, r)| r).sum::<f64>() / n,
+            max_regret: outcomes.iter().map(|(_, r)| *r).fold(0.0, f64::max),
+        }
+    }
 }
 
 /// A trained model and what it was trained on.
@@ -68,8 +96,11 @@ struct Sample {
     shape: (usize, usize, usize),
     device: usize,
     kernel: String,
-    features: [f64; 15],
+    features: [f64; 17],
+    /// Settled end-to-end GFLOPS: what the model learns and is judged on.
     e2e_gflops: f64,
+    /// This row's own end-to-end measurement.
+    measured_e2e_gflops: f64,
 }
 
 /// The feature vector of `kernel` on the device with index `device` (backend id: 0 cpu, 1 wgpu, 2 ocl).
@@ -80,7 +111,7 @@ pub fn features(
     backend: &str,
     device: usize,
     kernel: &str,
-) -> [f64; 15] {
+) -> [f64; 17] {
     let log2 = |x: f64| x.max(1.0).log2();
     let (tile_m, tile_n, threads, vector) = find(kernel)
         .map(|s| {
@@ -103,6 +134,9 @@ pub fn features(
         0.0
     };
     let total_ops = 2.0 * m as f64 * n as f64 * k as f64;
+    // What a host-slice call with β = 0 moves: A and B in, C out. Copies dominate a GPU's
+    // end-to-end time wherever the arithmetic intensity is low.
+    let bytes = 4.0 * (m as f64 * k as f64 + k as f64 * n as f64 + m as f64 * n as f64);
     let total_tiles = tiles_m * tiles_n;
     let backend_id = match backend {
         "cpu" => 0.0,
@@ -114,6 +148,8 @@ pub fn features(
         log2(n as f64),
         log2(k as f64),
         log2(total_ops),
+        log2(bytes),
+        log2(total_ops / bytes),
         tile_m,
         tile_n,
         threads,
@@ -139,13 +175,21 @@ pub fn features(
 fn samples(databases: &[TuningDb]) -> Vec<Sample> {
     let mut out = Vec::new();
     for (device, db) in databases.iter().enumerate() {
-        for row in db.rows.iter().filter(|r| r.e2e_gflops > 0.0) {
+        for row in db
+            .rows
+            .iter()
+            .filter(|r| r.e2e_gflops > 0.0 && r.gflops > 0.0)
+        {
+            let shape = Shape::new(row.m, row.n, row.k);
             out.push(Sample {
                 shape: (row.m, row.n, row.k),
                 device,
                 kernel: row.kernel.clone(),
                 features: features(row.m, row.n, row.k, &db.backend, device, &row.kernel),
-                e2e_gflops: row.e2e_gflops,
+                e2e_gflops: db
+                    .e2e_estimate(shape, &row.kernel)
+                    .unwrap_or(row.e2e_gflops),
+                measured_e2e_gflops: row.e2e_gflops,
             });
         }
     }
@@ -173,7 +217,7 @@ fn fit(samples: &[&Sample]) -> GBDT {
     booster
 }
 
-fn predict_rows(booster: &GBDT, rows: &[[f64; 15]]) -> Vec<f64> {
+fn predict_rows(booster: &GBDT, rows: &[[f64; 17]]) -> Vec<f64> {
     let data: DataVec = rows
         .iter()
         .map(|row| Data::new_test_data(row.iter().map(|&x| x as f32).collect(), None))
@@ -194,7 +238,7 @@ fn cross_validate(samples: &[Sample], folds: usize) -> Quality {
         .into_iter()
         .collect();
     let folds = folds.clamp(2, shapes.len().max(2));
-    let (mut hits, mut regrets) = (0usize, Vec::new());
+    let (mut settled, mut raw) = (Vec::new(), Vec::new());
     for fold in 0..folds {
         let held: BTreeSet<_> = shapes
             .iter()
@@ -216,28 +260,36 @@ fn cross_validate(samples: &[Sample], folds: usize) -> Quality {
                 &booster,
                 &test.iter().map(|s| s.features).collect::<Vec<_>>(),
             );
-            let chosen = (0..test.len())
-                .max_by(|&a, &b| predicted[a].total_cmp(&predicted[b]))
-                .expect("non-empty");
-            let best = (0..test.len())
-                .max_by(|&a, &b| test[a].e2e_gflops.total_cmp(&test[b].e2e_gflops))
-                .expect("non-empty");
-            if (test[chosen].device, &test[chosen].kernel)
-                == (test[best].device, &test[best].kernel)
-            {
-                hits += 1;
-            }
-            regrets.push(test[best].e2e_gflops / test[chosen].e2e_gflops - 1.0);
+            let chosen = argmax(&predicted);
+            settled.push(judge(&test, chosen, |s| s.e2e_gflops));
+            raw.push(judge(&test, chosen, |s| s.measured_e2e_gflops));
         }
     }
-    let n = regrets.len().max(1);
+    let judged = Regret::of(&settled);
     Quality {
         folds,
-        shapes: regrets.len(),
-        top1: hits as f64 / n as f64,
-        mean_regret: regrets.iter().sum::<f64>() / n as f64,
-        max_regret: regrets.iter().cloned().fold(0.0, f64::max),
+        shapes: settled.len(),
+        top1: judged.top1,
+        mean_regret: judged.mean_regret,
+        max_regret: judged.max_regret,
+        raw: Some(Regret::of(&raw)),
     }
+}
+
+/// Whether `chosen` is the best of `test` by `value`, and its regret.
+fn judge(test: &[&Sample], chosen: usize, value: impl Fn(&Sample) -> f64) -> (bool, f64) {
+    let values: Vec<f64> = test.iter().map(|s| value(s)).collect();
+    let best = argmax(&values);
+    let hit =
+        (test[chosen].device, &test[chosen].kernel) == (test[best].device, &test[best].kernel);
+    (hit, values[best] / values[chosen] - 1.0)
+}
+
+/// Index of the largest value of a non-empty slice.
+fn argmax(values: &[f64]) -> usize {
+    (0..values.len())
+        .max_by(|&a, &b| values[a].total_cmp(&values[b]))
+        .expect("non-empty")
 }
 
 impl Model {
