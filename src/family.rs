@@ -43,7 +43,7 @@ pub enum Staging {
 }
 
 /// The tuned parameter sets: every one must pass [`TileParams::validate`] (a test proves it).
-pub const FAMILY: [TileParams; 9] = [
+pub const FAMILY: [TileParams; 10] = [
     TileParams::new(128, 128, 8, 8, 8, 0, Staging::Plain),
     TileParams::new(128, 128, 16, 8, 8, 0, Staging::Plain),
     TileParams::new(128, 64, 16, 8, 4, 0, Staging::Plain),
@@ -53,6 +53,7 @@ pub const FAMILY: [TileParams; 9] = [
     TileParams::new(128, 128, 8, 8, 8, 8, Staging::Prefetch),
     TileParams::new(128, 128, 8, 8, 8, 0, Staging::DoubleBuffer),
     TileParams::new(64, 64, 16, 4, 4, 0, Staging::DoubleBuffer),
+    TileParams::new(128, 64, 16, 8, 4, 0, Staging::Prefetch),
 ];
 
 /// The most threads a member may use: wgpu's default limit, so every adapter can run all of them.
@@ -155,6 +156,8 @@ impl TileParams {
             wgsl: Cow::Owned(self.wgsl()),
             opencl: None,
             buffers: self.buffers(),
+            prefetch: self.staging != Staging::Plain,
+            group_m: self.group_m,
         })
     }
 

@@ -29,6 +29,10 @@ pub struct KernelSpec {
     pub opencl: Option<Cow<'static, str>>,
     /// Copies of each staged slab in workgroup memory (2 when double-buffered).
     pub buffers: u32,
+    /// Whether the next slab's global loads are issued before this one is computed.
+    pub prefetch: bool,
+    /// Tile-rows per band of the grouped workgroup order (0: row-major order).
+    pub group_m: u32,
 }
 
 impl KernelSpec {
@@ -72,6 +76,8 @@ fn seed_kernel(
         wgsl: Cow::Borrowed(wgsl),
         opencl: Some(Cow::Borrowed(opencl)),
         buffers: 1,
+        prefetch: false,
+        group_m: 0,
     }
 }
 
@@ -126,7 +132,7 @@ pub const BASELINE_KERNEL: &str = "tile16";
 
 /// The prior's first choice on a GPU: the family member with the best median across 1400³–8192³
 /// on the H200 (benchmarks/NOTES.md); tile24 and the baseline follow where it cannot run.
-pub const PRIOR_GPU_KERNELS: [&str; 3] = ["rb128x128x8_8x8_p", "tile24", BASELINE_KERNEL];
+pub const PRIOR_GPU_KERNELS: [&str; 3] = ["rb128x64x16_8x4_p", "tile24", BASELINE_KERNEL];
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 
 use super::db::TuningDb;
 use crate::error::{Error, Result};
-use crate::kernels::find;
+use crate::kernels::{find, KernelSpec};
 use crate::problem::Shape;
 use gbdt::config::Config;
 use gbdt::decision_tree::{Data, DataVec};
@@ -18,10 +18,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "tilegemm-selector-model";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// The seed's features plus backend and device: sizes and work in log2, the tiling's parameters.
-pub const FEATURES: [&str; 17] = [
+pub const FEATURES: [&str; 21] = [
     "log2_m",
     "log2_n",
     "log2_k",
@@ -32,6 +32,10 @@ pub const FEATURES: [&str; 17] = [
     "tile_n",
     "threads",
     "vector_width",
+    "tile_k",
+    "buffers",
+    "prefetch",
+    "group_m",
     "tiles_m",
     "tiles_n",
     "log2_total_tiles",
@@ -96,7 +100,7 @@ struct Sample {
     shape: (usize, usize, usize),
     device: usize,
     kernel: String,
-    features: [f64; 17],
+    features: [f64; 21],
     /// Settled end-to-end GFLOPS: what the model learns and is judged on.
     e2e_gflops: f64,
     /// This row's own end-to-end measurement.
@@ -111,18 +115,15 @@ pub fn features(
     backend: &str,
     device: usize,
     kernel: &str,
-) -> [f64; 17] {
+) -> [f64; 21] {
     let log2 = |x: f64| x.max(1.0).log2();
-    let (tile_m, tile_n, threads, vector) = find(kernel)
-        .map(|s| {
-            (
-                s.tile_m as f64,
-                s.tile_n as f64,
-                s.invocations() as f64,
-                s.vector_width as f64,
-            )
-        })
-        .unwrap_or((0.0, 0.0, 0.0, 0.0));
+    let spec = find(kernel);
+    let spec_value = |f: fn(&KernelSpec) -> f64| spec.map(f).unwrap_or(0.0);
+    let (tile_m, tile_n) = (
+        spec_value(|s| s.tile_m as f64),
+        spec_value(|s| s.tile_n as f64),
+    );
+    let threads = spec_value(|s| s.invocations() as f64);
     let tiles_m = if tile_m > 0.0 {
         (m as f64 / tile_m).ceil()
     } else {
@@ -153,7 +154,11 @@ pub fn features(
         tile_m,
         tile_n,
         threads,
-        vector,
+        spec_value(|s| s.vector_width as f64),
+        spec_value(|s| s.tile_k as f64),
+        spec_value(|s| s.buffers as f64),
+        spec_value(|s| s.prefetch as u8 as f64),
+        spec_value(|s| s.group_m as f64),
         tiles_m,
         tiles_n,
         log2(total_tiles),
@@ -217,7 +222,7 @@ fn fit(samples: &[&Sample]) -> GBDT {
     booster
 }
 
-fn predict_rows(booster: &GBDT, rows: &[[f64; 17]]) -> Vec<f64> {
+fn predict_rows(booster: &GBDT, rows: &[[f64; 21]]) -> Vec<f64> {
     let data: DataVec = rows
         .iter()
         .map(|row| Data::new_test_data(row.iter().map(|&x| x as f32).collect(), None))
