@@ -225,6 +225,11 @@ impl Engine {
         self.telemetry.snapshot()
     }
 
+    /// Starts the telemetry afresh (disabled kernels stay disabled).
+    pub fn reset_telemetry(&self) {
+        self.telemetry.reset();
+    }
+
     /// (device key, kernel, reason) of every pair disabled after a failure in this engine.
     pub fn disabled(&self) -> Vec<(String, String, String)> {
         let disabled = self.disabled.lock().unwrap_or_else(|e| e.into_inner());

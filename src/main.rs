@@ -159,6 +159,10 @@ struct ReportArgs {
     /// GEMMs per shape (an A/B policy splits them between its arms).
     #[arg(long, default_value_t = 10)]
     calls: usize,
+    /// Uncounted GEMMs per shape first (validation probes, pipeline builds, first allocations);
+    /// keep it even so each arm of an A/B policy gets the same number.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
     /// adaptive, baseline, fixed:KERNEL or ab:POLICY,POLICY.
     #[arg(long, default_value = "ab:adaptive,baseline")]
     policy: Policy,
@@ -553,13 +557,23 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     for problem in &problems {
         problem.extents()?;
     }
-    let progress = indicatif::ProgressBar::new((problems.len() * args.calls) as u64);
+    let progress =
+        indicatif::ProgressBar::new((problems.len() * (args.warmup + args.calls)) as u64);
     let mut rng = SmallRng::from_os_rng();
-    for problem in &problems {
-        let (a, b, mut c) = random_inputs(problem, &mut rng);
-        for _ in 0..args.calls {
-            engine.gemm_on(&target, problem, &a, &b, &mut c)?;
-            progress.inc(1);
+    let inputs: Vec<_> = problems
+        .iter()
+        .map(|problem| random_inputs(problem, &mut rng))
+        .collect();
+    for (calls, counted) in [(args.warmup, false), (args.calls, true)] {
+        if counted {
+            engine.reset_telemetry();
+        }
+        for (problem, (a, b, c)) in problems.iter().zip(&inputs) {
+            let mut c = c.clone();
+            for _ in 0..calls {
+                engine.gemm_on(&target, problem, a, b, &mut c)?;
+                progress.inc(1);
+            }
         }
     }
     progress.finish_and_clear();
@@ -593,7 +607,7 @@ fn print_telemetry(report: &Report, policy: &Policy) {
     }
     let latency = &report.selection_latency_us;
     println!(
-        "selection latency: mean {:.2} µs, std dev {:.2} µs over {} calls (first calls rank, later ones hit the cache)",
+        "selection latency: mean {:.2} µs, std dev {:.2} µs over {} calls",
         latency.mean,
         latency.std_dev(),
         latency.count

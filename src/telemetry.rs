@@ -152,6 +152,11 @@ impl Telemetry {
     pub fn snapshot(&self) -> Report {
         self.with(|r| r.clone())
     }
+
+    /// Forgets everything recorded so far (e.g. after warm-up calls).
+    pub fn reset(&self) {
+        self.with(|r| *r = Report::default());
+    }
 }
 
 fn kernel_entry<'a>(
