@@ -44,18 +44,21 @@ enum Command {
     Verify(VerifyArgs),
     /// Run one GEMM and print its time, GFLOPS and error against the reference.
     Run(RunArgs),
-    /// Benchmark every selected (backend, kernel) over sizes: table, JSON, chart.
+    /// Benchmark every selected (backend, kernel) over sizes (default 256, 512, 1024): table,
+    /// JSON, chart.
     Bench(BenchArgs),
     /// Draw the chart of a saved `bench --json` file.
     Chart(ChartArgs),
-    /// Measure every candidate over a spread of shapes and store the tuning database per device.
+    /// Measure every candidate over a spread of shapes and store the tuning database per device
+    /// (default spread: squares, non-squares, tall-skinny and small-K shapes up to 512).
     Tune(TuneArgs),
     /// Which (backend, kernel) would run a shape, from where, and the runner-up.
     Select(SelectArgs),
     /// Train the selector's model from tuning databases of one host (e.g. measured elsewhere).
     Train(TrainArgs),
     /// Run GEMMs through the engine under a policy and print its telemetry: calls and GFLOPS per
-    /// kernel, selection latency, fallbacks, and the A/B comparison.
+    /// kernel, selection latency, fallbacks, and the A/B comparison (default shapes 64, 128, 256,
+    /// 64x256x512).
     Report(ReportArgs),
 }
 
@@ -146,14 +149,38 @@ struct RunArgs {
     policy: Policy,
 }
 
+/// The shapes a command runs on.
 #[derive(Args)]
-struct ReportArgs {
+struct ShapeArgs {
     /// Square sizes N (N×N×N), comma-separated.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
-    /// Shapes MxNxK, comma-separated (default: 64, 128, 256, 64x256x512).
+    /// Shapes MxNxK (or N), comma-separated; with --sizes, both are used; with neither, the
+    /// command's default set.
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<Shape>,
+}
+
+impl ShapeArgs {
+    /// The squares of `--sizes` and the shapes of `--shapes`, or `default` (same syntax) when
+    /// both are empty.
+    fn list(&self, default: &str) -> Vec<Shape> {
+        let mut list: Vec<Shape> = self.sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
+        list.extend(&self.shapes);
+        if list.is_empty() {
+            list = default
+                .split(',')
+                .map(|s| s.parse().expect("valid default shapes"))
+                .collect();
+        }
+        list
+    }
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    shape_args: ShapeArgs,
     #[command(flatten)]
     selection: Selection,
     /// GEMMs per shape (an A/B policy splits them between its arms).
@@ -173,12 +200,8 @@ struct ReportArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Square sizes N (N×N×N), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    sizes: Vec<usize>,
-    /// Shapes MxNxK, comma-separated (with --sizes, both are measured).
-    #[arg(long, value_delimiter = ',')]
-    shapes: Vec<Shape>,
+    #[command(flatten)]
+    shape_args: ShapeArgs,
     #[command(flatten)]
     selection: Selection,
     /// Timed repetitions per measurement (fewer when --max-seconds runs out, never under 3).
@@ -220,13 +243,8 @@ struct ChartArgs {
 
 #[derive(Args)]
 struct TuneArgs {
-    /// Square sizes N (N×N×N), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    sizes: Vec<usize>,
-    /// Shapes MxNxK, comma-separated. Without --sizes/--shapes: squares, non-squares,
-    /// tall-skinny and small-K shapes up to 512.
-    #[arg(long, value_delimiter = ',')]
-    shapes: Vec<Shape>,
+    #[command(flatten)]
+    shape_args: ShapeArgs,
     #[command(flatten)]
     selection: Selection,
     /// Where to write the databases (default: the user cache, e.g. ~/.cache/tilegemm).
@@ -548,7 +566,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let shapes = shape_list(&args.sizes, &args.shapes, "64,128,256,64x256x512");
+    let shapes = args.shape_args.list("64,128,256,64x256x512");
     let engine = args.selection.engine();
     report_unavailable(&engine);
     engine.set_policy(args.policy.clone())?;
@@ -635,19 +653,6 @@ fn print_telemetry(report: &Report, policy: &Policy) {
     }
 }
 
-/// The shapes of `--sizes` (squares) and `--shapes`, or `default` (same syntax) when both are empty.
-fn shape_list(sizes: &[usize], shapes: &[Shape], default: &str) -> Vec<Shape> {
-    let mut list: Vec<Shape> = sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
-    list.extend(shapes);
-    if list.is_empty() {
-        list = default
-            .split(',')
-            .map(|s| s.parse().expect("valid default shapes"))
-            .collect();
-    }
-    list
-}
-
 /// Measures every candidate (backend, kernel) of `target` at every shape, with a progress bar, and
 /// hands each measurement to `record`. Failures are reported and counted, not fatal. Past
 /// `deadline`, no new shape is started (a shape is measured whole or not at all).
@@ -706,7 +711,7 @@ fn run_plan(
 }
 
 fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let shapes = shape_list(&args.sizes, &args.shapes, "256,512,1024");
+    let shapes = args.shape_args.list("256,512,1024");
     let reference = args
         .reference
         .as_deref()
@@ -844,7 +849,7 @@ fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
     } else {
         TUNE_SHAPES
     };
-    let shapes = shape_list(&args.sizes, &args.shapes, default_shapes);
+    let shapes = args.shape_args.list(default_shapes);
     let out = args.out.clone().unwrap_or_else(user_dir);
     let engine = args.selection.engine();
     report_unavailable(&engine);

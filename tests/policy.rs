@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::cpu_backend;
+use common::{cpu_backend, measurement, temp_dir};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use tilegemm::bench::Measurement;
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::select::db::TuningDb;
 use tilegemm::verify::{random_inputs, tolerance};
@@ -101,37 +100,10 @@ impl Backend for ScriptedGpu {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tilegemm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 const SIZE: usize = 40;
 
 /// Measurements ranking broken > wrong > good > tile16 on the scripted GPU, the CPU last.
 fn databases(gpu: &ScriptedGpu, dir: &Path) {
-    let row = |backend: &dyn Backend, kernel: &str, gflops: f64| Measurement {
-        device: backend.info().name.clone(),
-        device_key: backend.info().key.clone(),
-        backend: backend.info().backend.to_string(),
-        api: backend.info().api.clone(),
-        kernel: kernel.into(),
-        m: SIZE,
-        n: SIZE,
-        k: SIZE,
-        kernel_seconds: 1e-3,
-        kernel_seconds_min: 1e-3,
-        kernel_seconds_max: 1e-3,
-        end_to_end_seconds: 1e-3,
-        end_to_end_seconds_min: 1e-3,
-        end_to_end_seconds_max: 1e-3,
-        gflops,
-        e2e_gflops: gflops,
-        reps: 3,
-        device_timed: false,
-    };
     let mut db = TuningDb::new(gpu.info());
     for (kernel, gflops) in [
         ("broken", 1000.0),
@@ -139,12 +111,12 @@ fn databases(gpu: &ScriptedGpu, dir: &Path) {
         ("good", 800.0),
         ("tile16", 100.0),
     ] {
-        db.record(&row(gpu, kernel, gflops));
+        db.record(&measurement(gpu, kernel, SIZE, gflops));
     }
     db.save(dir).unwrap();
     let cpu = cpu_backend();
     let mut cpu_db = TuningDb::new(cpu.info());
-    cpu_db.record(&row(cpu.as_ref(), "native", 10.0));
+    cpu_db.record(&measurement(cpu.as_ref(), "native", SIZE, 10.0));
     cpu_db.save(dir).unwrap();
 }
 

@@ -2,43 +2,10 @@
 
 mod common;
 
-use common::{cpu_backend, engine};
-use std::path::PathBuf;
-use tilegemm::bench::Measurement;
+use common::{cpu_backend, engine, measurement, temp_dir};
 use tilegemm::select::db::TuningDb;
 use tilegemm::select::{Selector, Source};
 use tilegemm::{Backend, GemmProblem, Target};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tilegemm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn measurement(backend: &dyn Backend, kernel: &str, size: usize, e2e_gflops: f64) -> Measurement {
-    let info = backend.info();
-    Measurement {
-        device: info.name.clone(),
-        device_key: info.key.clone(),
-        backend: info.backend.to_string(),
-        api: info.api.clone(),
-        kernel: kernel.to_string(),
-        m: size,
-        n: size,
-        k: size,
-        kernel_seconds: 1e-3,
-        kernel_seconds_min: 1e-3,
-        kernel_seconds_max: 1e-3,
-        end_to_end_seconds: 1e-3,
-        end_to_end_seconds_min: 1e-3,
-        end_to_end_seconds_max: 1e-3,
-        gflops: e2e_gflops,
-        e2e_gflops,
-        reps: 3,
-        device_timed: false,
-    }
-}
 
 #[test]
 fn a_database_round_trips_atomically_and_replaces_rows() {

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)] // each test binary uses part of this module
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use tilegemm::bench::Measurement;
 use tilegemm::verify::VerifyCase;
 use tilegemm::{Backend, BackendKind, Engine, Shape, Transpose};
 
@@ -94,4 +96,42 @@ pub fn correctness_cases() -> Vec<VerifyCase> {
         }
     }
     cases
+}
+
+/// A fresh, empty folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tilegemm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A measurement of `kernel` on `backend` at size³ running at `e2e_gflops`, for tuning databases.
+pub fn measurement(
+    backend: &dyn Backend,
+    kernel: &str,
+    size: usize,
+    e2e_gflops: f64,
+) -> Measurement {
+    let info = backend.info();
+    Measurement {
+        device: info.name.clone(),
+        device_key: info.key.clone(),
+        backend: info.backend.to_string(),
+        api: info.api.clone(),
+        kernel: kernel.to_string(),
+        m: size,
+        n: size,
+        k: size,
+        kernel_seconds: 1e-3,
+        kernel_seconds_min: 1e-3,
+        kernel_seconds_max: 1e-3,
+        end_to_end_seconds: 1e-3,
+        end_to_end_seconds_min: 1e-3,
+        end_to_end_seconds_max: 1e-3,
+        gflops: e2e_gflops,
+        e2e_gflops,
+        reps: 3,
+        device_timed: false,
+    }
 }
