@@ -71,10 +71,6 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn is_auto(&self) -> bool {
-        self.backend.is_none() && self.device.is_none() && self.kernel.is_none()
-    }
-
     /// Whether `backend` is allowed by this target (the kernel is not considered).
     pub fn admits(&self, backend: &dyn Backend) -> bool {
         let info = backend.info();
