@@ -13,7 +13,7 @@ use crate::verify::{verify, VerifyCase};
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -109,10 +109,10 @@ pub struct Engine {
     policy: RwLock<Arc<Policy>>,
     validate: bool,
     telemetry: Telemetry,
-    /// (device key, kernel) pairs that failed in this process, with the first reason.
-    disabled: Mutex<HashMap<(String, String), String>>,
-    /// (device key, kernel, transposes) that passed the validation probe.
-    validated: Mutex<HashSet<(String, String, Transpose, Transpose)>>,
+    /// Kernels that failed in this engine, with the first reason.
+    disabled: Mutex<PerKernel<String>>,
+    /// Kernels that passed the validation probe: a bit per transpose pair (`transpose_bit`).
+    validated: Mutex<PerKernel<u8>>,
     /// Calls placed by an A/B policy so far: even ones go to arm A, odd ones to arm B.
     ab_calls: AtomicU64,
 }
@@ -177,8 +177,8 @@ impl Engine {
             policy: RwLock::new(Arc::new(options.policy)),
             validate: options.validate,
             telemetry: Telemetry::default(),
-            disabled: Mutex::new(HashMap::new()),
-            validated: Mutex::new(HashSet::new()),
+            disabled: Mutex::new(PerKernel::new()),
+            validated: Mutex::new(PerKernel::new()),
             ab_calls: AtomicU64::new(0),
         }
     }
@@ -231,7 +231,11 @@ impl Engine {
         let disabled = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<_> = disabled
             .iter()
-            .map(|((key, kernel), reason)| (key.clone(), kernel.clone(), reason.clone()))
+            .flat_map(|(key, kernels)| {
+                kernels
+                    .iter()
+                    .map(|(kernel, reason)| (key.clone(), kernel.clone(), reason.clone()))
+            })
             .collect();
         list.sort();
         list
@@ -441,8 +445,7 @@ impl Engine {
 
     fn is_disabled(&self, choice: &Choice) -> bool {
         let disabled = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
-        !disabled.is_empty()
-            && disabled.contains_key(&(choice.backend.info().key.clone(), choice.kernel.clone()))
+        lookup(&disabled, choice).is_some()
     }
 
     fn disable(&self, choice: &Choice, problem: &GemmProblem, error: &Error) {
@@ -451,7 +454,9 @@ impl Engine {
         self.disabled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((info.key.clone(), choice.kernel.clone()))
+            .entry(info.key.clone())
+            .or_default()
+            .entry(choice.kernel.clone())
             .or_insert_with(|| error.to_string());
         self.telemetry.record_fallback(Fallback {
             backend: info.backend.to_string(),
@@ -469,20 +474,12 @@ impl Engine {
         if !self.validate {
             return Ok(());
         }
-        let key = (
-            choice.backend.info().key.clone(),
-            choice.kernel.clone(),
-            problem.trans_a,
-            problem.trans_b,
-        );
-        if self
-            .validated
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
+        let bit = transpose_bit(problem);
+        let validated = self.validated.lock().unwrap_or_else(|e| e.into_inner());
+        if lookup(&validated, choice).is_some_and(|bits| bits & bit != 0) {
             return Ok(());
         }
+        drop(validated);
         let (alpha, beta) = if problem.beta == 0.0 {
             (1.0, 0.0)
         } else {
@@ -515,10 +512,14 @@ impl Engine {
                 ),
             });
         }
-        self.validated
+        *self
+            .validated
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
+            .entry(choice.backend.info().key.clone())
+            .or_default()
+            .entry(choice.kernel.clone())
+            .or_default() |= bit;
         Ok(())
     }
 
@@ -550,6 +551,18 @@ impl Engine {
         self.gemm_on(target, &problem, &a_data, &b_data, &mut c)?;
         Array2::from_shape_vec((m, n), c).map_err(|e| Error::ShapeMismatch(e.to_string()))
     }
+}
+
+/// Something known per (device key, kernel), looked up without allocating on the call path.
+type PerKernel<V> = HashMap<String, HashMap<String, V>>;
+
+fn lookup<'a, V>(table: &'a PerKernel<V>, choice: &Choice) -> Option<&'a V> {
+    table.get(&choice.backend.info().key)?.get(&choice.kernel)
+}
+
+/// One bit per (op(A), op(B)) pair: the pipelines, and so the validations, differ by transposes.
+fn transpose_bit(problem: &GemmProblem) -> u8 {
+    1 << (2 * (problem.trans_a == Transpose::Yes) as u8 + (problem.trans_b == Transpose::Yes) as u8)
 }
 
 /// Errors of a kernel or device, after which another candidate may still succeed.
