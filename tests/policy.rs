@@ -16,10 +16,11 @@ use tilegemm::{
 };
 
 /// A GPU that runs `good` and `tile16` correctly, `wrong` with an off-by-one result, and never
-/// runs `broken`. Counts the calls of each kernel.
+/// runs `broken`; it offers `offered` of them. Counts the calls of each kernel.
 struct ScriptedGpu {
     info: DeviceInfo,
     capabilities: Capabilities,
+    offered: &'static [&'static str],
     calls: Mutex<HashMap<String, usize>>,
 }
 
@@ -27,7 +28,12 @@ const KERNELS: [&str; 4] = ["broken", "wrong", "good", "tile16"];
 
 impl ScriptedGpu {
     fn new() -> Self {
+        Self::offering(&KERNELS)
+    }
+
+    fn offering(offered: &'static [&'static str]) -> Self {
         ScriptedGpu {
+            offered,
             info: DeviceInfo::new(
                 BackendKind::Wgpu,
                 "vulkan",
@@ -64,12 +70,12 @@ impl Backend for ScriptedGpu {
     }
 
     fn kernels(&self) -> Vec<String> {
-        KERNELS.iter().map(|k| k.to_string()).collect()
+        self.offered.iter().map(|k| k.to_string()).collect()
     }
 
     fn check(&self, kernel: &str, problem: &GemmProblem) -> tilegemm::Result<()> {
         problem.extents()?;
-        if KERNELS.contains(&kernel) {
+        if self.offered.contains(&kernel) {
             Ok(())
         } else {
             Err(Error::NotFound(format!("no kernel '{kernel}'")))
@@ -286,7 +292,7 @@ fn when_every_candidate_fails_the_first_error_is_returned() {
         ..Target::default()
     };
     let engine = Engine::with_backends(
-        vec![Arc::new(BrokenGpu(ScriptedGpu::new()))],
+        vec![Arc::new(ScriptedGpu::offering(&["broken"]))],
         EngineOptions {
             selector_dirs: vec![],
             ..EngineOptions::default()
@@ -303,32 +309,4 @@ fn when_every_candidate_fails_the_first_error_is_returned() {
         matches!(&err, Error::NotFound(m) if m.contains("disabled")),
         "{err}"
     );
-}
-
-/// Offers only the scripted GPU's failing kernel.
-struct BrokenGpu(ScriptedGpu);
-
-impl Backend for BrokenGpu {
-    fn info(&self) -> &DeviceInfo {
-        self.0.info()
-    }
-    fn capabilities(&self) -> &Capabilities {
-        self.0.capabilities()
-    }
-    fn kernels(&self) -> Vec<String> {
-        vec!["broken".into()]
-    }
-    fn check(&self, kernel: &str, problem: &GemmProblem) -> tilegemm::Result<()> {
-        self.0.check(kernel, problem)
-    }
-    fn gemm(
-        &self,
-        kernel: &str,
-        problem: &GemmProblem,
-        a: &[f32],
-        b: &[f32],
-        c: &mut [f32],
-    ) -> tilegemm::Result<()> {
-        self.0.gemm(kernel, problem, a, b, c)
-    }
 }
