@@ -11,11 +11,11 @@ fn selection_latency(c: &mut Criterion) {
     let target = Target::default();
     let problem = GemmProblem::new(700, 300, 500);
     c.bench_function("select/uncached", |b| {
-        b.iter(|| selector.select(&engine, &target, &problem).unwrap())
+        b.iter(|| selector.select(&target, &problem).unwrap())
     });
-    selector.select_cached(&engine, &target, &problem).unwrap();
+    selector.select_cached(&target, &problem).unwrap();
     c.bench_function("select/cached", |b| {
-        b.iter(|| selector.select_cached(&engine, &target, &problem).unwrap())
+        b.iter(|| selector.select_cached(&target, &problem).unwrap())
     });
 }
 

@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod family;
@@ -31,12 +32,13 @@ pub mod select;
 pub mod telemetry;
 pub mod verify;
 
-pub use backend::wgpu::{DeviceMatrix, WgpuBackend};
-pub use backend::{Backend, BackendKind, Capabilities, DeviceInfo, DeviceType};
-pub use engine::{Choice, Engine, EngineOptions, Target, Unavailable};
-pub use error::{Error, Operand, Result};
+pub use backend::{Backend, DeviceMatrix, WgpuBackend};
+pub use device::{BackendKind, Capabilities, DeviceInfo, DeviceType, Unavailable};
+pub use engine::{Engine, EngineOptions};
+pub use error::{Blame, Error, Operand, Result};
 pub use problem::{GemmProblem, Shape, Transpose};
 pub use select::policy::Policy;
+pub use select::{Choice, Target};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

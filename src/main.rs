@@ -88,8 +88,10 @@ impl Selection {
     /// Opens only the backends the selection can use.
     fn engine(&self) -> Engine {
         Engine::with_options(EngineOptions {
-            wgpu: self.backend.is_none_or(|b| b == BackendKind::Wgpu),
-            ocl: self.backend.is_none_or(|b| b == BackendKind::Ocl),
+            backends: BackendKind::ALL
+                .into_iter()
+                .filter(|&kind| self.backend.is_none_or(|b| b == kind))
+                .collect(),
             ..EngineOptions::default()
         })
     }
@@ -438,12 +440,12 @@ fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             problem
                 .extents()
                 .with_context(|| format!("shape {shape}"))?;
-            let pairs = engine.candidates(&target, &problem);
+            let pairs = tilegemm::select::candidates(engine.backends(), &target, &problem);
             if pairs.is_empty() {
                 // Say why, in the words of the device that would have run it.
                 bail!(
                     "nothing can run {shape}: {}",
-                    engine.why_no_candidate(&target, &problem)
+                    tilegemm::select::why_no_candidate(engine.backends(), &target, &problem)
                 );
             }
             for choice in pairs {
@@ -666,7 +668,13 @@ fn run_plan(
 ) -> anyhow::Result<usize> {
     let plan: Vec<_> = shapes
         .iter()
-        .map(|shape| (shape, engine.candidates(target, &shape.problem())))
+        .map(|shape| {
+            let problem = shape.problem();
+            (
+                shape,
+                tilegemm::select::candidates(engine.backends(), target, &problem),
+            )
+        })
         .collect();
     let total: usize = plan.iter().map(|(_, pairs)| pairs.len()).sum();
     if total == 0 {
@@ -975,7 +983,7 @@ fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
     }
     let problem = args.shape.problem();
     problem.extents()?;
-    let selection = selector.select(&engine, &args.selection.target(), &problem)?;
+    let selection = selector.select(&args.selection.target(), &problem)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&selection)?);
         return Ok(ExitCode::SUCCESS);

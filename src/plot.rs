@@ -29,6 +29,7 @@ pub fn read_reference(path: &Path) -> Result<Vec<ReferencePoint>> {
     let fail = |message: String| Error::File {
         path: path.display().to_string(),
         message,
+        source: None,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     if text.trim_start().starts_with('[') {
@@ -84,6 +85,7 @@ fn ensure_font() -> Result<()> {
         .map_err(|message| Error::File {
             path: "chart".into(),
             message,
+            source: None,
         })
 }
 
@@ -103,6 +105,7 @@ pub fn chart(
     let fail = |message: String| Error::File {
         path: path.display().to_string(),
         message,
+        source: None,
     };
     let size_px = (1200, 760);
     let extension = path

@@ -14,7 +14,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Whether an operand is used as stored or transposed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Transpose {
     #[default]
@@ -186,6 +188,14 @@ fn span(operand: Operand, rows: usize, cols: usize, ld: usize) -> Result<usize> 
         .ok_or_else(|| Error::SizeOverflow {
             what: format!("{operand} ({rows} rows × leading dimension {ld})"),
         })
+}
+
+/// Row and column strides (in elements) of op(X) for a row-major X stored with row stride `ld`.
+pub fn op_strides(trans: Transpose, ld: usize) -> (isize, isize) {
+    match trans {
+        Transpose::No => (ld as isize, 1),
+        Transpose::Yes => (1, ld as isize),
+    }
 }
 
 /// Writes C ← β·C over the m×n elements of C (the whole GEMM when k = 0). β = 0 writes zeros.

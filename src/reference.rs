@@ -1,8 +1,7 @@
 //! The f64 reference GEMM that `verify` and the tests judge every kernel against.
 
-use crate::backend::cpu::op_strides;
 use crate::error::Result;
-use crate::problem::GemmProblem;
+use crate::problem::{op_strides, GemmProblem};
 
 /// `R = α·op(A)·op(B) + β·C` in f64, as a packed m×n row-major matrix (C read with its `ldc`).
 /// Inputs are widened to f64 and multiplied by the `gemm` crate's f64 kernels, so the only f32

@@ -62,11 +62,21 @@ pub struct KernelStats {
 /// Why a call left a (device, kernel) for the next candidate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fallback {
+    /// The backend of the device left.
     pub backend: String,
+    /// The device left.
     pub device: String,
+    /// The kernel left.
     pub kernel: String,
+    /// The problem's shape, `MxNxK`.
     pub shape: String,
+    /// The error.
     pub reason: String,
+    /// Whether the kernel was disabled (a kernel failure) or only this problem moved on (a limit
+    /// or an allocation the device refused).
+    pub disabled: bool,
+    /// The seed of the validation probe's inputs, when the probe failed.
+    pub probe_seed: Option<u64>,
 }
 
 /// One arm of an A/B policy at one shape.
@@ -259,6 +269,8 @@ mod tests {
             kernel: "rb".into(),
             shape: shape.to_string(),
             reason: "boom".into(),
+            disabled: true,
+            probe_seed: None,
         });
         let r = t.snapshot();
         let native = r.kernels.iter().find(|k| k.kernel == "native").unwrap();
@@ -281,6 +293,8 @@ mod tests {
                 kernel: "k".into(),
                 shape: "1x1x1".into(),
                 reason: i.to_string(),
+                disabled: false,
+                probe_seed: None,
             });
         }
         let r = t.snapshot();

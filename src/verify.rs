@@ -2,6 +2,7 @@
 //! against the f64 reference (DESIGN.md's protocol).
 
 use crate::backend::Backend;
+use crate::error::Result;
 use crate::problem::{GemmProblem, Shape, Transpose};
 use crate::reference::{max_relative_error, reference_gemm};
 use rand::rngs::SmallRng;
@@ -64,6 +65,8 @@ pub struct VerifyReport {
     pub alpha: f32,
     pub beta: f32,
     pub ld_pad: usize,
+    /// The seed of the random inputs ([`verify_seeded`] reproduces them).
+    pub seed: u64,
     pub max_rel_error: Option<f64>,
     pub tolerance: f64,
     /// Whether every element of C outside the m×n result (row padding) kept its poison.
@@ -118,51 +121,86 @@ pub fn random_inputs(problem: &GemmProblem, rng: &mut impl Rng) -> (Vec<f32>, Ve
 
 /// Runs `kernel` of `backend` on `case` with fresh random data and judges it.
 pub fn verify(backend: &dyn Backend, kernel: &str, case: &VerifyCase) -> VerifyReport {
+    verify_seeded(backend, kernel, case, rand::random())
+}
+
+/// As [`verify`], on the inputs drawn from `seed`: the same seed gives the same inputs, so a
+/// failure can be reproduced. A run that fails is reported in `error`.
+pub fn verify_seeded(
+    backend: &dyn Backend,
+    kernel: &str,
+    case: &VerifyCase,
+    seed: u64,
+) -> VerifyReport {
+    let mut report = VerifyReport::new(backend, kernel, case, seed);
+    if let Err(e) = judge(backend, kernel, case, &mut report) {
+        report.error = Some(e.to_string());
+    }
+    report
+}
+
+/// As [`verify_seeded`], with a run that fails returned as its error (for callers that act on
+/// what failed).
+pub fn verify_checked(
+    backend: &dyn Backend,
+    kernel: &str,
+    case: &VerifyCase,
+    seed: u64,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport::new(backend, kernel, case, seed);
+    judge(backend, kernel, case, &mut report)?;
+    Ok(report)
+}
+
+impl VerifyReport {
+    /// The report of a check not yet run.
+    fn new(backend: &dyn Backend, kernel: &str, case: &VerifyCase, seed: u64) -> Self {
+        let problem = case.problem();
+        let info = backend.info();
+        VerifyReport {
+            backend: info.backend.to_string(),
+            api: info.api.clone(),
+            device: info.name.clone(),
+            kernel: kernel.to_string(),
+            m: problem.m,
+            n: problem.n,
+            k: problem.k,
+            trans_a: problem.trans_a.is_transposed(),
+            trans_b: problem.trans_b.is_transposed(),
+            alpha: problem.alpha,
+            beta: problem.beta,
+            ld_pad: case.ld_pad,
+            seed,
+            max_rel_error: None,
+            tolerance: tolerance(problem.k),
+            padding_intact: false,
+            pass: false,
+            seconds: 0.0,
+            error: None,
+        }
+    }
+}
+
+/// Runs the check of `report` and fills in its outcome.
+fn judge(
+    backend: &dyn Backend,
+    kernel: &str,
+    case: &VerifyCase,
+    report: &mut VerifyReport,
+) -> Result<()> {
     let problem = case.problem();
-    let mut rng = SmallRng::from_os_rng();
-    let (a, b, c_in) = random_inputs(&problem, &mut rng);
+    let (a, b, c_in) = random_inputs(&problem, &mut SmallRng::seed_from_u64(report.seed));
     let mut c = c_in.clone();
     let started = Instant::now();
     let outcome = backend.gemm(kernel, &problem, &a, &b, &mut c);
-    let seconds = started.elapsed().as_secs_f64();
-    let info = backend.info();
-    let tolerance = tolerance(problem.k);
-    let mut report = VerifyReport {
-        backend: info.backend.to_string(),
-        api: info.api.clone(),
-        device: info.name.clone(),
-        kernel: kernel.to_string(),
-        m: problem.m,
-        n: problem.n,
-        k: problem.k,
-        trans_a: problem.trans_a.is_transposed(),
-        trans_b: problem.trans_b.is_transposed(),
-        alpha: problem.alpha,
-        beta: problem.beta,
-        ld_pad: case.ld_pad,
-        max_rel_error: None,
-        tolerance,
-        padding_intact: false,
-        pass: false,
-        seconds,
-        error: None,
-    };
-    if let Err(e) = outcome {
-        report.error = Some(e.to_string());
-        return report;
-    }
-    let reference = match reference_gemm(&problem, &a, &b, &c_in) {
-        Ok(r) => r,
-        Err(e) => {
-            report.error = Some(format!("reference: {e}"));
-            return report;
-        }
-    };
+    report.seconds = started.elapsed().as_secs_f64();
+    outcome?;
+    let reference = reference_gemm(&problem, &a, &b, &c_in)?;
     let error = max_relative_error(&problem, &c, &reference);
     report.max_rel_error = error.is_finite().then_some(error);
     report.padding_intact = padding_intact(&problem, &c);
-    report.pass = error < tolerance && report.padding_intact;
-    report
+    report.pass = error < report.tolerance && report.padding_intact;
+    Ok(())
 }
 
 /// True when every element of C between column n and the row stride is still NaN.

@@ -3,108 +3,17 @@
 
 mod common;
 
+use common::scripted::ScriptedGpu;
 use common::{cpu_backend, measurement, temp_dir};
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::select::db::TuningDb;
-use tilegemm::verify::{random_inputs, tolerance};
+use tilegemm::select::guard::PROBE_SHAPE;
+use tilegemm::verify::{random_inputs, tolerance, verify_seeded, VerifyCase};
 use tilegemm::{
-    Backend, BackendKind, Capabilities, DeviceInfo, DeviceType, Engine, EngineOptions, Error,
-    GemmProblem, Policy, Target,
+    Backend, BackendKind, Engine, EngineOptions, Error, GemmProblem, Policy, Target, Transpose,
 };
-
-/// A GPU that runs `good` and `tile16` correctly, `wrong` with an off-by-one result, and never
-/// runs `broken`; it offers `offered` of them. Counts the calls of each kernel.
-struct ScriptedGpu {
-    info: DeviceInfo,
-    capabilities: Capabilities,
-    offered: &'static [&'static str],
-    calls: Mutex<HashMap<String, usize>>,
-}
-
-const KERNELS: [&str; 4] = ["broken", "wrong", "good", "tile16"];
-
-impl ScriptedGpu {
-    fn new() -> Self {
-        Self::offering(&KERNELS)
-    }
-
-    fn offering(offered: &'static [&'static str]) -> Self {
-        ScriptedGpu {
-            offered,
-            info: DeviceInfo::new(
-                BackendKind::Wgpu,
-                "vulkan",
-                "Scripted GPU",
-                "test",
-                DeviceType::DiscreteGpu,
-            ),
-            capabilities: Capabilities {
-                max_buffer_bytes: 1 << 30,
-                max_binding_bytes: 1 << 30,
-                max_workgroup_memory_bytes: 1 << 15,
-                max_workgroup_invocations: 256,
-                max_workgroups_per_dimension: 65535,
-                shader_f16: false,
-                subgroups: false,
-                timestamp_query: false,
-            },
-            calls: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn calls(&self, kernel: &str) -> usize {
-        self.calls.lock().unwrap().get(kernel).copied().unwrap_or(0)
-    }
-}
-
-impl Backend for ScriptedGpu {
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    fn kernels(&self) -> Vec<String> {
-        self.offered.iter().map(|k| k.to_string()).collect()
-    }
-
-    fn check(&self, kernel: &str, problem: &GemmProblem) -> tilegemm::Result<()> {
-        problem.extents()?;
-        if self.offered.contains(&kernel) {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!("no kernel '{kernel}'")))
-        }
-    }
-
-    fn gemm(
-        &self,
-        kernel: &str,
-        problem: &GemmProblem,
-        a: &[f32],
-        b: &[f32],
-        c: &mut [f32],
-    ) -> tilegemm::Result<()> {
-        *self.calls.lock().unwrap().entry(kernel.into()).or_default() += 1;
-        if kernel == "broken" {
-            return Err(Error::Device {
-                device: self.info.name.clone(),
-                message: "device lost (scripted)".into(),
-            });
-        }
-        let exact = reference_gemm(problem, a, b, c)?;
-        let offset = if kernel == "wrong" { 1.0 } else { 0.0 };
-        for (out, value) in c.iter_mut().zip(&exact) {
-            *out = *value as f32 + offset;
-        }
-        Ok(())
-    }
-}
 
 const SIZE: usize = 40;
 
@@ -190,7 +99,7 @@ fn failing_kernels_are_disabled_and_the_call_falls_back_with_the_reason_recorded
         .unwrap();
     assert_eq!((broken.calls, broken.failures), (0, 1));
     assert_eq!(report.selection_latency_us.count, 2);
-    let disabled: Vec<String> = engine.disabled().into_iter().map(|d| d.1).collect();
+    let disabled: Vec<String> = engine.disabled().into_iter().map(|d| d.kernel).collect();
     assert_eq!(disabled, ["broken", "wrong"]);
 }
 
@@ -301,12 +210,105 @@ fn when_every_candidate_fails_the_first_error_is_returned() {
     let err = engine
         .gemm_on(&only_broken, &problem, &a, &b, &mut c)
         .unwrap_err();
-    assert!(matches!(err, Error::Validation { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Device { .. }),
+        "the probe's own error: {err}"
+    );
     let err = engine
         .gemm_on(&only_broken, &problem, &a, &b, &mut c)
         .unwrap_err();
     assert!(
         matches!(&err, Error::NotFound(m) if m.contains("disabled")),
         "{err}"
+    );
+}
+
+/// An engine over the CPU and a scripted GPU offering `offered`, placing calls by `policy`.
+fn scripted_engine(offered: &[&'static str], policy: Policy) -> (Engine, Arc<ScriptedGpu>) {
+    let gpu = Arc::new(ScriptedGpu::offering(offered));
+    let engine = Engine::with_backends(
+        vec![cpu_backend(), gpu.clone()],
+        EngineOptions {
+            policy,
+            selector_dirs: vec![],
+            ..EngineOptions::default()
+        },
+    );
+    (engine, gpu)
+}
+
+fn run(engine: &Engine, problem: &GemmProblem) -> String {
+    let (a, b, mut c) = random_inputs(problem, &mut rand::rng());
+    engine.gemm(problem, &a, &b, &mut c).unwrap().kernel
+}
+
+#[test]
+fn a_problem_too_large_for_a_kernel_moves_on_without_disabling_it() {
+    let (engine, gpu) = scripted_engine(&["hungry", "good"], Policy::Fixed("hungry".into()));
+    // Over the scripted device's memory: the call moves on to the next candidate.
+    assert_ne!(run(&engine, &GemmProblem::new(80, 80, 16)), "hungry");
+    assert!(engine.disabled().is_empty(), "{:?}", engine.disabled());
+    let report = engine.telemetry();
+    assert_eq!(report.fallbacks_total, 1);
+    let event = &report.fallbacks[0];
+    assert_eq!((event.kernel.as_str(), event.disabled), ("hungry", false));
+    assert!(event.reason.contains("out of memory"), "{}", event.reason);
+    // A problem that fits still runs on it.
+    assert_eq!(run(&engine, &GemmProblem::new(40, 40, 16)), "hungry");
+    assert_eq!(gpu.calls("hungry"), 3, "one probe and two calls");
+}
+
+#[test]
+fn a_kernel_that_fails_for_one_transpose_pair_stays_in_use_for_the_others() {
+    let (engine, _) = scripted_engine(
+        &["trans_broken", "good"],
+        Policy::Fixed("trans_broken".into()),
+    );
+    let transposed = GemmProblem::new(40, 40, 16).with_transpose(Transpose::Yes, Transpose::No);
+    assert_ne!(run(&engine, &transposed), "trans_broken");
+    let disabled = engine.disabled();
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    assert_eq!(
+        (disabled[0].kernel.as_str(), disabled[0].transposes),
+        ("trans_broken", (Transpose::Yes, Transpose::No))
+    );
+    assert_eq!(run(&engine, &GemmProblem::new(40, 40, 16)), "trans_broken");
+    assert_ne!(
+        run(&engine, &transposed),
+        "trans_broken",
+        "still disabled for Aᵀ"
+    );
+}
+
+#[test]
+fn a_failed_probe_records_its_seed_and_the_seed_reproduces_the_failure() {
+    let (engine, gpu) = scripted_engine(&["wrong", "good"], Policy::Fixed("wrong".into()));
+    let problem = GemmProblem::new(40, 40, 16).with_scalars(0.5, 2.0);
+    assert_ne!(run(&engine, &problem), "wrong");
+    let event = engine.telemetry().fallbacks[0].clone();
+    let seed = event.probe_seed.expect("the probe's seed is recorded");
+    assert!(
+        event.reason.contains(&format!("seed {seed}")),
+        "{}",
+        event.reason
+    );
+
+    let probe = VerifyCase {
+        shape: PROBE_SHAPE,
+        alpha: 0.5,
+        beta: 2.0,
+        ..VerifyCase::new(PROBE_SHAPE)
+    };
+    let again = verify_seeded(gpu.as_ref(), "wrong", &probe, seed);
+    let error = again.max_rel_error.unwrap();
+    assert!(
+        event.reason.contains(&format!("max_rel_error {error:.2e}")),
+        "the same inputs give the same error: {} vs {error:.2e}",
+        event.reason
+    );
+    let other = verify_seeded(gpu.as_ref(), "wrong", &probe, seed ^ 1);
+    assert_ne!(
+        other.max_rel_error, again.max_rel_error,
+        "other seed, other inputs"
     );
 }

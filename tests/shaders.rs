@@ -47,7 +47,7 @@ fn catalogue_kernels_compile_for_every_transpose_pair() {
 
 #[test]
 fn every_file_in_shaders_is_valid_and_catalogued() {
-    let catalogued: Vec<String> = catalogue().into_iter().map(|k| k.name).collect();
+    let catalogued: Vec<String> = catalogue().iter().map(|k| k.name.clone()).collect();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {

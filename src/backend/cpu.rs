@@ -1,9 +1,10 @@
 //! The CPU backend: the `gemm` crate's multithreaded SIMD kernels. The fallback on every host and
 //! usually the right choice for tiny problems.
 
-use super::{Backend, BackendKind, Capabilities, DeviceInfo, DeviceType};
+use super::Backend;
+use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::problem::{scale_c, GemmProblem, Transpose};
+use crate::problem::{op_strides, scale_c, GemmProblem};
 
 /// The one kernel the CPU backend offers.
 pub const NATIVE_KERNEL: &str = "native";
@@ -19,6 +20,7 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
+    /// The CPU backend, using every core this process may use.
     pub fn new() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let info = DeviceInfo::new(
@@ -63,14 +65,6 @@ fn cpu_name() -> String {
                 .map(|name| name.trim().to_string())
         })
         .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
-}
-
-/// Row and column strides (in elements) of op(X) for a row-major X stored with row stride `ld`.
-pub(crate) fn op_strides(trans: Transpose, ld: usize) -> (isize, isize) {
-    match trans {
-        Transpose::No => (ld as isize, 1),
-        Transpose::Yes => (1, ld as isize),
-    }
 }
 
 impl Backend for CpuBackend {

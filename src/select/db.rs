@@ -6,8 +6,8 @@
 //! then a rename). A corrupt or incompatible file is reported and ignored, never fatal; `save` moves
 //! such a file aside (`*.corrupt`) rather than silently replacing it.
 
-use crate::backend::DeviceInfo;
 use crate::bench::Measurement;
+use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::problem::Shape;
 use serde::{Deserialize, Serialize};
@@ -125,9 +125,10 @@ impl TuningDb {
         }
         let db = Self::read_file(&path)?;
         if db.device_key != device_key {
-            return Err(file_error(
+            return Err(Error::file(
                 &path,
                 format!("holds measurements of '{}'", db.device_key),
+                None,
             ));
         }
         Ok(Some(db))
@@ -135,16 +136,17 @@ impl TuningDb {
 
     /// Reads and checks one database file (format, version), whatever device it is for.
     pub fn read_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, "reading", e))?;
         let db: TuningDb = serde_json::from_str(&text)
-            .map_err(|e| file_error(path, format!("not a tuning database: {e}")))?;
+            .map_err(|e| file_error(path, format!("not a tuning database: {e}"), e))?;
         if db.format != FORMAT || db.version != VERSION {
-            return Err(file_error(
+            return Err(Error::file(
                 path,
                 format!(
                     "format {} version {} (this tilegemm reads {FORMAT} version {VERSION})",
                     db.format, db.version
                 ),
+                None,
             ));
         }
         Ok(db)
@@ -153,33 +155,58 @@ impl TuningDb {
     /// Writes the database into `dir` atomically and returns the file's path. An existing file that
     /// does not load is kept as `<name>.corrupt` and reported.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
-        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, "creating the folder", e))?;
         let path = dir.join(Self::file_name(&self.device_key));
         if path.exists() {
             if let Err(e) = Self::load(dir, &self.device_key) {
                 let aside = path.with_extension("json.corrupt");
                 log::warn!("{e}; keeping it as {}", aside.display());
-                std::fs::rename(&path, &aside).map_err(|e| file_error(&path, e.to_string()))?;
+                std::fs::rename(&path, &aside).map_err(|e| file_error(&path, "moving aside", e))?;
             }
         }
-        let temporary = dir.join(format!(
-            ".{}.tmp-{}",
-            Self::file_name(&self.device_key),
-            std::process::id()
-        ));
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| file_error(&path, e.to_string()))?;
-        std::fs::write(&temporary, text).map_err(|e| file_error(&temporary, e.to_string()))?;
-        std::fs::rename(&temporary, &path).map_err(|e| file_error(&path, e.to_string()))?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::file(&path, "serialising", Some(Box::new(e))))?;
+        write_atomically(&path, &text)?;
         Ok(path)
     }
 }
 
-fn file_error(path: &Path, message: String) -> Error {
-    Error::File {
-        path: path.display().to_string(),
-        message,
+/// An [`Error::File`] with the io or JSON error underneath.
+fn file_error(
+    path: &Path,
+    message: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::file(path, message, Some(Box::new(source)))
+}
+
+/// Replaces `path` with `text` so that readers see the old file or the new one, never a torn one:
+/// the text goes to a temporary file created exclusively in the same folder (never through a
+/// link planted under its name), which is then renamed over `path`.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(
+        ".{name}.tmp-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(file_error(&temporary, "writing", e));
     }
+    std::fs::rename(&temporary, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        file_error(path, "replacing", e)
+    })
 }
 
 /// Where `tune` writes and the selector reads user measurements.

@@ -1,18 +1,29 @@
 //! The selector: which (backend, kernel) should run a shape on this host.
 //!
+//! It takes the devices (`&[Arc<dyn Backend>]`), never the engine: `candidates` holds what a GEMM
+//! may run on (the caller's [`Target`], the [`Choice`]s that pass the devices' capability checks),
+//! `prior` the order for devices nobody measured, `db` the tuning store, `model` the learned model,
+//! `policy` how a ranking becomes the order candidates are tried in, and `guard` the validation
+//! probe and the set of kernels disabled after a failure.
+//!
 //! Decisions come, in order, from the tuning database (shapes measured on this host's devices), from
 //! the learned model (gradient-boosted trees trained on those measurements, for unmeasured shapes)
-//! and from the engine's prior. Candidates are only the pairs that pass the devices' capability checks.
+//! and from the prior. Candidates are only the pairs that pass the devices' capability checks.
 //! Measurements are compared by end-to-end GFLOPS, what a caller of `Engine::gemm` experiences, with
 //! the copy time settled across each device's kernels ([`db::TuningDb::e2e_estimate`]). The ranking
 //! is the fallback order too: [`policy::Policy`] decides how the engine walks it.
 
+pub mod candidates;
 pub mod db;
+pub mod guard;
 pub mod model;
 pub mod policy;
+pub mod prior;
+
+pub use candidates::{candidates, why_no_candidate, Choice, Target};
+pub use prior::prior_order;
 
 use crate::backend::Backend;
-use crate::engine::{Choice, Engine, Target};
 use crate::error::Result;
 use crate::problem::Transpose;
 use crate::problem::{GemmProblem, Shape};
@@ -61,8 +72,10 @@ pub struct Selection {
 /// What a cached decision depends on: shape, transposes and the caller's target.
 type DecisionKey = (usize, usize, usize, Transpose, Transpose, Target);
 
-/// The tuning databases of an engine's devices, loaded from a list of folders (later folders win).
+/// The devices of an engine, their tuning databases (loaded from a list of folders, later folders
+/// winning) and the learned model; ranks candidates and remembers its decisions.
 pub struct Selector {
+    devices: Vec<Arc<dyn Backend>>,
     databases: HashMap<String, TuningDb>,
     model: Option<Model>,
     /// Decisions already made, per (shape, transposes, target).
@@ -110,6 +123,7 @@ impl Selector {
             }
         }
         Selector {
+            devices: backends.to_vec(),
             databases,
             model,
             decisions: Mutex::new(HashMap::new()),
@@ -119,12 +133,7 @@ impl Selector {
 
     /// As [`Selector::select`], remembering the decision: later calls for the same shape,
     /// transposes and target return it without ranking again.
-    pub fn select_cached(
-        &self,
-        engine: &Engine,
-        target: &Target,
-        problem: &GemmProblem,
-    ) -> Result<Arc<Selection>> {
+    pub fn select_cached(&self, target: &Target, problem: &GemmProblem) -> Result<Arc<Selection>> {
         let key = (
             problem.m,
             problem.n,
@@ -136,13 +145,18 @@ impl Selector {
         if let Some(found) = self.lock_decisions().get(&key) {
             return Ok(found.clone());
         }
-        let selection = Arc::new(self.select(engine, target, problem)?);
+        let selection = Arc::new(self.select(target, problem)?);
         self.lock_decisions().insert(key, selection.clone());
         Ok(selection)
     }
 
     fn lock_decisions(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Arc<Selection>>> {
         self.decisions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The devices this selector ranks.
+    pub fn devices(&self) -> &[Arc<dyn Backend>] {
+        &self.devices
     }
 
     /// The learned model in use, if one was found for this host's devices.
@@ -173,16 +187,11 @@ impl Selector {
     /// Ranks every candidate for `problem`: by measured GFLOPS where this shape was measured, else
     /// by the model's prediction, else in the prior's order; candidates without a number follow in
     /// the prior's order. The first is the choice, the rest are the fallbacks.
-    pub fn select(
-        &self,
-        engine: &Engine,
-        target: &Target,
-        problem: &GemmProblem,
-    ) -> Result<Selection> {
+    pub fn select(&self, target: &Target, problem: &GemmProblem) -> Result<Selection> {
         let shape = Shape::new(problem.m, problem.n, problem.k);
-        let prior = engine.prior_order(target, problem);
+        let prior = prior_order(&self.devices, target, problem);
         if prior.is_empty() {
-            return Err(engine.why_no_candidate(target, problem));
+            return Err(why_no_candidate(&self.devices, target, problem));
         }
         let mut ranked: Vec<(Choice, Candidate)> = prior
             .into_iter()

@@ -6,7 +6,7 @@
 //! the devices it knows, its feature names and its held-out quality. Quality is measured by k-fold
 //! over shapes: every shape is predicted by a model that never saw it.
 
-use super::db::TuningDb;
+use super::db::{write_atomically, TuningDb};
 use crate::error::{Error, Result};
 use crate::kernels::{find, KernelSpec};
 use crate::problem::Shape;
@@ -358,19 +358,11 @@ impl Model {
 
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         let path = dir.join(Self::file_name(&self.devices));
-        let fail = |message: String| Error::File {
-            path: path.display().to_string(),
-            message,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        let text = serde_json::to_string(self).map_err(|e| fail(e.to_string()))?;
-        let temporary = dir.join(format!(
-            ".{}.tmp-{}",
-            Self::file_name(&self.devices),
-            std::process::id()
-        ));
-        std::fs::write(&temporary, text).map_err(|e| fail(e.to_string()))?;
-        std::fs::rename(&temporary, &path).map_err(|e| fail(e.to_string()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::file(dir, "creating the folder", Some(Box::new(e))))?;
+        let text = serde_json::to_string(self)
+            .map_err(|e| Error::file(&path, "serialising", Some(Box::new(e))))?;
+        write_atomically(&path, &text)?;
         Ok(path)
     }
 
@@ -378,22 +370,27 @@ impl Model {
     /// usable model (the caller reports it and goes on without).
     pub fn load(dir: &Path, device_keys: &[String]) -> Result<Option<Self>> {
         let path = dir.join(Self::file_name(device_keys));
-        let fail = |message: String| Error::File {
-            path: path.display().to_string(),
-            message,
-        };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(fail(e.to_string())),
+            Err(e) => return Err(Error::file(&path, "reading", Some(Box::new(e)))),
         };
-        let model: Model =
-            serde_json::from_str(&text).map_err(|e| fail(format!("not a selector model: {e}")))?;
+        let model: Model = serde_json::from_str(&text).map_err(|e| {
+            Error::file(
+                &path,
+                format!("not a selector model: {e}"),
+                Some(Box::new(e)),
+            )
+        })?;
         if model.format != FORMAT || model.version != VERSION || model.features != FEATURES {
-            return Err(fail(format!(
-                "format {} version {} with other features",
-                model.format, model.version
-            )));
+            return Err(Error::file(
+                &path,
+                format!(
+                    "format {} version {} with other features",
+                    model.format, model.version
+                ),
+                None,
+            ));
         }
         Ok(Some(model))
     }

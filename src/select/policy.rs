@@ -3,11 +3,13 @@
 //! Every order ends in the rest of the ranking, so a failing kernel always has somewhere to fall
 //! back to (rollback), except where the policy itself names the whole set (baseline).
 
+use super::candidates::Choice;
 use crate::backend::cpu::NATIVE_KERNEL;
-use crate::engine::Choice;
 use crate::kernels::BASELINE_KERNEL;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// How the engine chooses a (backend, kernel) when the caller does not name one.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -47,6 +49,55 @@ impl Policy {
         match self {
             Policy::Fixed(kernel) => Some(kernel),
             _ => None,
+        }
+    }
+}
+
+/// The policy an engine places calls by, changeable while calls run, and the A/B call counter.
+#[derive(Debug, Default)]
+pub struct ActivePolicy {
+    policy: RwLock<Arc<Policy>>,
+    /// Calls placed by an A/B policy so far: even ones go to arm A, odd ones to arm B.
+    ab_calls: AtomicU64,
+}
+
+impl ActivePolicy {
+    /// Starts with `policy`.
+    pub fn new(policy: Policy) -> Self {
+        ActivePolicy {
+            policy: RwLock::new(Arc::new(policy)),
+            ab_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The policy in force.
+    pub fn get(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `policy` in force for later calls.
+    pub fn set(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
+    /// The order to try `ranked` in for the next call and, under an A/B policy, the name of the
+    /// arm this call belongs to (arms alternate call by call).
+    pub fn place<'a>(&self, ranked: &'a [Choice]) -> (Option<String>, Vec<&'a Choice>) {
+        let policy = self.get();
+        match policy.as_ref() {
+            Policy::Ab(first, second) => {
+                let call = self.ab_calls.fetch_add(1, Ordering::Relaxed);
+                let arm = if call.is_multiple_of(2) {
+                    first
+                } else {
+                    second
+                };
+                (Some(arm.to_string()), arm.order(ranked))
+            }
+            single => (None, single.order(ranked)),
         }
     }
 }

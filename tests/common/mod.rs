@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses part of this module
 
+pub mod scripted;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use tilegemm::bench::Measurement;

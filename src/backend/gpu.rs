@@ -1,0 +1,348 @@
+//! The host-slice GPU path, written once for every GPU API.
+//!
+//! A [`GpuRuntime`] is what an API must provide — build a kernel, allocate, write, launch, read back,
+//! time — and [`GpuBackend`] turns any runtime into a [`Backend`]: the device's kernel list (the
+//! shared catalogue, filtered to the kernels the runtime has a source for), programs built once per
+//! (kernel, transposes), the three host-path buffers kept and grown on demand, the limit checks, and
+//! the row-by-row copy-back that leaves C's padding between rows untouched.
+
+use super::Backend;
+use crate::device::{Capabilities, DeviceInfo};
+use crate::error::{Error, Operand, Result};
+use crate::kernels::{catalogue, KernelSpec};
+use crate::problem::{Extents, GemmProblem, Transpose};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// What one GPU API provides to run a catalogue kernel. Implemented by `wgpu` and `ocl`.
+pub trait GpuRuntime: Send + Sync + 'static {
+    /// Device memory holding f32 elements.
+    type Buffer: Send;
+    /// A kernel built for one (spec, transposes), ready to launch.
+    type Program: Clone + Send + Sync;
+    /// What [`GpuRuntime::kernel_seconds`] needs to time a launch.
+    type Launch;
+
+    /// Who the device is.
+    fn info(&self) -> &DeviceInfo;
+    /// The device's limits and features.
+    fn capabilities(&self) -> &Capabilities;
+    /// The kernel's source in this runtime's language; `None` where the kernel has none.
+    fn source<'s>(&self, spec: &'s KernelSpec) -> Option<&'s str>;
+    /// Compiles `spec` specialised for these transposes (`Error::KernelBuild` with the log).
+    fn build(
+        &self,
+        spec: &KernelSpec,
+        trans_a: Transpose,
+        trans_b: Transpose,
+    ) -> Result<Self::Program>;
+    /// A new buffer of `bytes` (a multiple of 16); `what` names it in errors.
+    fn allocate(&self, bytes: u64, what: &str) -> Result<Self::Buffer>;
+    /// The size of `buffer`, bytes.
+    fn capacity(&self, buffer: &Self::Buffer) -> u64;
+    /// Copies `data` to the start of `buffer`. When this returns, `data` is no longer read: the
+    /// caller may free it whatever happens next.
+    fn write(&self, buffer: &mut Self::Buffer, data: &[f32]) -> Result<()>;
+    /// Queues the GEMM of `problem` on (A, B, C); with `timed`, the launch is timed on the device
+    /// where the device can.
+    fn launch(
+        &self,
+        program: &Self::Program,
+        spec: &KernelSpec,
+        problem: &GemmProblem,
+        extents: &Extents,
+        buffers: [&Self::Buffer; 3],
+        timed: bool,
+    ) -> Result<Self::Launch>;
+    /// Waits (at most `timeout`) for queued work, then hands the first `elements` floats of
+    /// `buffer` to `sink`.
+    fn read(
+        &self,
+        buffer: &Self::Buffer,
+        elements: usize,
+        timeout: Duration,
+        sink: &mut dyn FnMut(&[f32]),
+    ) -> Result<()>;
+    /// Seconds the kernel of a finished, timed launch ran on the device; `None` where untimed.
+    fn kernel_seconds(&self, launch: Self::Launch) -> Result<Option<f64>>;
+}
+
+/// A GPU device as a [`Backend`]: one runtime plus what every API needs alike.
+pub struct GpuBackend<R: GpuRuntime> {
+    runtime: R,
+    kernels: RwLock<Vec<Cow<'static, KernelSpec>>>,
+    programs: Mutex<HashMap<(String, Transpose, Transpose), R::Program>>,
+    /// A, B and C of host-slice calls; the lock also keeps one call's writes, launch and read
+    /// together.
+    host_buffers: Mutex<[Option<R::Buffer>; 3]>,
+}
+
+/// Buffers are sized in multiples of 16 bytes: vec4 kernels read whole quads.
+const BUFFER_ALIGN: u64 = 16;
+
+/// Kernels index with u32 arithmetic; sizes stay below 2³¹ so no index or loop counter can wrap.
+const MAX_INDEX: u64 = i32::MAX as u64;
+
+/// Bytes of device storage for `elements` floats, padded to 16 bytes and never empty.
+pub(crate) fn padded_bytes(elements: usize) -> u64 {
+    (elements as u64 * 4).div_ceil(BUFFER_ALIGN).max(1) * BUFFER_ALIGN
+}
+
+/// How long to wait for one GEMM: generous for a device doing a mere 1 GFLOPS.
+fn timeout_for(problem: &GemmProblem) -> Duration {
+    Duration::from_secs_f64(60.0 + problem.flops() / 1e9)
+}
+
+impl<R: GpuRuntime> GpuBackend<R> {
+    /// A backend over `runtime`, offering every catalogue kernel the runtime has a source for.
+    pub(crate) fn new(runtime: R) -> Self {
+        let kernels = catalogue()
+            .iter()
+            .filter(|spec| runtime.source(spec).is_some())
+            .map(Cow::Borrowed)
+            .collect();
+        GpuBackend {
+            runtime,
+            kernels: RwLock::new(kernels),
+            programs: Mutex::new(HashMap::new()),
+            host_buffers: Mutex::new([None, None, None]),
+        }
+    }
+
+    /// The API underneath.
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// Adds a kernel to this device's list (or replaces the one of the same name).
+    ///
+    /// # Safety
+    /// Kernels run without runtime bounds checks: the kernel must keep every access inside its
+    /// buffers for any problem this backend accepts, as the catalogue's kernels do.
+    pub unsafe fn register_kernel(&self, spec: KernelSpec) {
+        let mut kernels = self.kernels.write().unwrap_or_else(|e| e.into_inner());
+        kernels.retain(|k| k.name != spec.name);
+        self.lock_programs().retain(|key, _| key.0 != spec.name);
+        kernels.push(Cow::Owned(spec));
+    }
+
+    /// The kernel named `name`, or `NotFound` listing the ones this device has.
+    pub(crate) fn kernel(&self, name: &str) -> Result<Cow<'static, KernelSpec>> {
+        let kernels = self.kernels.read().unwrap_or_else(|e| e.into_inner());
+        kernels
+            .iter()
+            .find(|k| k.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = kernels.iter().map(|k| k.name.as_str()).collect();
+                Error::NotFound(format!(
+                    "{} device '{}' has no kernel '{name}' (it has {})",
+                    self.runtime.info().backend,
+                    self.runtime.info().name,
+                    known.join(", ")
+                ))
+            })
+    }
+
+    fn lock_programs(&self) -> MutexGuard<'_, HashMap<(String, Transpose, Transpose), R::Program>> {
+        self.programs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The program of `spec` for these transposes, built on first use.
+    pub(crate) fn program(
+        &self,
+        spec: &KernelSpec,
+        trans_a: Transpose,
+        trans_b: Transpose,
+    ) -> Result<R::Program> {
+        let key = (spec.name.clone(), trans_a, trans_b);
+        let mut programs = self.lock_programs();
+        if let Some(program) = programs.get(&key) {
+            return Ok(program.clone());
+        }
+        let program = self.runtime.build(spec, trans_a, trans_b)?;
+        programs.insert(key, program.clone());
+        Ok(program)
+    }
+
+    /// Checks `problem` against the device's limits for `spec`.
+    pub(crate) fn check_limits(
+        &self,
+        spec: &KernelSpec,
+        problem: &GemmProblem,
+        extents: &Extents,
+    ) -> Result<()> {
+        let info = self.runtime.info();
+        let caps = self.runtime.capabilities();
+        let exceeds = |limit: &'static str, required: u64, available: u64| {
+            if required > available {
+                Err(Error::DeviceLimit {
+                    device: info.name.clone(),
+                    limit,
+                    required,
+                    available,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        exceeds(
+            "threads per workgroup",
+            spec.invocations() as u64,
+            caps.max_workgroup_invocations as u64,
+        )?;
+        exceeds(
+            "workgroup memory (bytes)",
+            spec.workgroup_memory_bytes() as u64,
+            caps.max_workgroup_memory_bytes as u64,
+        )?;
+        for (operand, elements) in [
+            (Operand::A, extents.a),
+            (Operand::B, extents.b),
+            (Operand::C, extents.c),
+        ] {
+            let limit = match operand {
+                Operand::A => "max_storage_buffer_binding_size (bytes of A)",
+                Operand::B => "max_storage_buffer_binding_size (bytes of B)",
+                Operand::C => "max_storage_buffer_binding_size (bytes of C)",
+            };
+            let bytes = padded_bytes(elements);
+            exceeds(limit, bytes, caps.max_binding_bytes)?;
+            exceeds("max_buffer_size (bytes)", bytes, caps.max_buffer_bytes)?;
+            exceeds("32-bit kernel index (elements)", elements as u64, MAX_INDEX)?;
+        }
+        let largest = [
+            problem.m,
+            problem.n,
+            problem.k,
+            problem.lda(),
+            problem.ldb(),
+            problem.ldc(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        exceeds("32-bit kernel index (size)", largest as u64, MAX_INDEX)?;
+        let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
+        exceeds(
+            "workgroups per dispatch dimension",
+            groups_x.max(groups_y),
+            caps.max_workgroups_per_dimension as u64,
+        )
+    }
+
+    /// A buffer of at least `bytes` in `slot`, reusing the one there when it is large enough.
+    fn reuse<'s>(
+        &self,
+        slot: &'s mut Option<R::Buffer>,
+        bytes: u64,
+        what: &str,
+    ) -> Result<&'s mut R::Buffer> {
+        if slot
+            .as_ref()
+            .is_none_or(|buffer| self.runtime.capacity(buffer) < bytes)
+        {
+            *slot = None; // free the old one before allocating its successor
+            *slot = Some(self.runtime.allocate(bytes, what)?);
+        }
+        Ok(slot.as_mut().expect("allocated above"))
+    }
+
+    /// The host-slice GEMM: upload, launch, read back the valid part of C. With `timed`, also the
+    /// kernel's device time where the device can tell.
+    fn run_host(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        timed: bool,
+    ) -> Result<Option<f64>> {
+        let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
+        let spec = self.kernel(kernel)?;
+        self.check_limits(&spec, problem, &extents)?;
+        if problem.is_empty() {
+            return Ok(None);
+        }
+        let program = self.program(&spec, problem.trans_a, problem.trans_b)?;
+        let mut slots = self.host_buffers.lock().unwrap_or_else(|e| e.into_inner());
+        let [a_slot, b_slot, c_slot] = &mut *slots;
+        let a_buffer = self.reuse(a_slot, padded_bytes(extents.a), "A")?;
+        let b_buffer = self.reuse(b_slot, padded_bytes(extents.b), "B")?;
+        let c_buffer = self.reuse(c_slot, padded_bytes(extents.c), "C")?;
+        for (buffer, data) in [
+            (&mut *a_buffer, &a[..extents.a]),
+            (&mut *b_buffer, &b[..extents.b]),
+        ] {
+            if !data.is_empty() {
+                self.runtime.write(buffer, data)?;
+            }
+        }
+        if problem.beta != 0.0 {
+            self.runtime.write(c_buffer, &c[..extents.c])?;
+        }
+        let launch = self.runtime.launch(
+            &program,
+            &spec,
+            problem,
+            &extents,
+            [&*a_buffer, &*b_buffer, &*c_buffer],
+            timed,
+        )?;
+        let (n, ldc) = (problem.n, problem.ldc());
+        let c_valid = &mut c[..extents.c];
+        self.runtime
+            .read(c_buffer, extents.c, timeout_for(problem), &mut |data| {
+                // Only the n valid columns of each row: C's padding between rows stays as it was.
+                for (row_out, row_in) in c_valid.chunks_mut(ldc).zip(data.chunks(ldc)) {
+                    row_out[..n].copy_from_slice(&row_in[..n]);
+                }
+            })?;
+        self.runtime.kernel_seconds(launch)
+    }
+}
+
+impl<R: GpuRuntime> Backend for GpuBackend<R> {
+    fn info(&self) -> &DeviceInfo {
+        self.runtime.info()
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        self.runtime.capabilities()
+    }
+
+    fn kernels(&self) -> Vec<String> {
+        let kernels = self.kernels.read().unwrap_or_else(|e| e.into_inner());
+        kernels.iter().map(|k| k.name.clone()).collect()
+    }
+
+    fn check(&self, kernel: &str, problem: &GemmProblem) -> Result<()> {
+        let spec = self.kernel(kernel)?;
+        self.check_limits(&spec, problem, &problem.extents()?)
+    }
+
+    fn gemm(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> Result<()> {
+        self.run_host(kernel, problem, a, b, c, false).map(|_| ())
+    }
+
+    fn gemm_timed(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> Result<Option<f64>> {
+        self.run_host(kernel, problem, a, b, c, true)
+    }
+}

@@ -1,0 +1,334 @@
+//! The OpenCL backend (cargo feature `ocl`): the catalogue's OpenCL C kernels on every OpenCL device
+//! (NVIDIA, AMD, Intel drivers; PoCL on the CPU).
+//!
+//! libOpenCL is loaded at run time (`opencl3`'s `dynamic` feature), so a binary built with `ocl`
+//! starts on a host without OpenCL and simply lists no OpenCL device. [`OclRuntime`] is what OpenCL
+//! contributes to the shared GPU path ([`crate::backend::gpu`]).
+
+use super::gpu::{GpuBackend, GpuRuntime};
+use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
+use crate::error::{Error, Result};
+use crate::kernels::KernelSpec;
+use crate::problem::{Extents, GemmProblem, Transpose};
+use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
+use opencl3::context::Context;
+use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
+use opencl3::event::Event;
+use opencl3::kernel::Kernel;
+use opencl3::memory::{Buffer, ClMem, CL_MEM_READ_WRITE};
+use opencl3::program::Program;
+use opencl3::types::{cl_uint, CL_BLOCKING};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One OpenCL device, opened.
+pub type OclBackend = GpuBackend<OclRuntime>;
+
+/// Opens every device of every OpenCL platform. Err carries why none could be opened.
+pub fn discover() -> std::result::Result<Vec<OclBackend>, String> {
+    let platforms = opencl3::platform::get_platforms()
+        .map_err(|e| format!("no OpenCL platform ({e}); install an ICD, e.g. pocl-opencl-icd"))?;
+    let mut opened = Vec::new();
+    let mut failures = Vec::new();
+    for platform in platforms {
+        let platform_name = platform.name().unwrap_or_else(|_| "OpenCL".into());
+        for id in platform.get_devices(CL_DEVICE_TYPE_ALL).unwrap_or_default() {
+            match OclRuntime::open(&platform_name, Device::new(id)) {
+                Ok(runtime) => opened.push(GpuBackend::new(runtime)),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+    }
+    if opened.is_empty() {
+        Err(if failures.is_empty() {
+            "no OpenCL device found".to_string()
+        } else {
+            failures.join("; ")
+        })
+    } else {
+        Ok(opened)
+    }
+}
+
+/// What OpenCL contributes to the shared GPU path: one device with its context and an in-order,
+/// profiling queue.
+pub struct OclRuntime {
+    info: DeviceInfo,
+    capabilities: Capabilities,
+    context: Context,
+    queue: CommandQueue,
+}
+
+/// A built program and its `gemm` kernel. The kernel's arguments are state: the lock keeps one
+/// launch's arguments and enqueue together.
+pub struct OclProgram {
+    _program: Program,
+    gemm: Mutex<Kernel>,
+}
+
+/// A device buffer and its size.
+pub struct OclBuffer {
+    memory: Buffer<f32>,
+    bytes: u64,
+}
+
+impl OclRuntime {
+    fn open(platform_name: &str, device: Device) -> Result<Self> {
+        let name = device.name().unwrap_or_else(|_| "OpenCL device".into());
+        let kind = device
+            .dev_type()
+            .map_err(|e| Error::device(&name, "querying the device type", e))?;
+        let device_type = if kind & CL_DEVICE_TYPE_CPU != 0 {
+            DeviceType::Cpu
+        } else if kind & CL_DEVICE_TYPE_GPU != 0 {
+            if device.host_unified_memory().unwrap_or(false) {
+                DeviceType::IntegratedGpu
+            } else {
+                DeviceType::DiscreteGpu
+            }
+        } else {
+            DeviceType::Other
+        };
+        let driver = format!(
+            "{platform_name} {}",
+            device.driver_version().unwrap_or_default()
+        );
+        let mut info = DeviceInfo::new(
+            BackendKind::Ocl,
+            "opencl",
+            &name,
+            driver.trim(),
+            device_type,
+        );
+        info.vendor_id = device.vendor_id().unwrap_or(0);
+        let max_alloc = device
+            .max_mem_alloc_size()
+            .map_err(|e| Error::device(&name, "querying limits", e))?;
+        let extensions = device.extensions().unwrap_or_default();
+        let capabilities = Capabilities {
+            max_buffer_bytes: max_alloc,
+            max_binding_bytes: max_alloc,
+            max_workgroup_memory_bytes: device.local_mem_size().unwrap_or(0).min(u32::MAX as u64)
+                as u32,
+            max_workgroup_invocations: device
+                .max_work_group_size()
+                .unwrap_or(0)
+                .min(u32::MAX as usize) as u32,
+            // Global sizes are size_t: no per-dimension group limit beyond the index range.
+            max_workgroups_per_dimension: u32::MAX,
+            shader_f16: extensions.contains("cl_khr_fp16"),
+            subgroups: extensions.contains("cl_khr_subgroups"),
+            timestamp_query: true,
+        };
+        let context = Context::from_device(&device)
+            .map_err(|e| Error::device(&name, "creating a context", e))?;
+        let queue =
+            CommandQueue::create_default_with_properties(&context, CL_QUEUE_PROFILING_ENABLE, 0)
+                .map_err(|e| Error::device(&name, "creating a queue", e))?;
+        Ok(OclRuntime {
+            info,
+            capabilities,
+            context,
+            queue,
+        })
+    }
+}
+
+impl GpuRuntime for OclRuntime {
+    type Buffer = OclBuffer;
+    type Program = Arc<OclProgram>;
+    /// The kernel's event, for its profiling times.
+    type Launch = Event;
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn source<'s>(&self, spec: &'s KernelSpec) -> Option<&'s str> {
+        spec.opencl.as_deref()
+    }
+
+    fn build(
+        &self,
+        spec: &KernelSpec,
+        trans_a: Transpose,
+        trans_b: Transpose,
+    ) -> Result<Arc<OclProgram>> {
+        let build_error = |log: String| Error::KernelBuild {
+            kernel: spec.name.clone(),
+            device: self.info.name.clone(),
+            log,
+        };
+        let source = self
+            .source(spec)
+            .ok_or_else(|| build_error("no OpenCL C source".to_string()))?;
+        let options = format!(
+            "-D TRANS_A={} -D TRANS_B={}",
+            trans_a.is_transposed() as u8,
+            trans_b.is_transposed() as u8
+        );
+        let program = Program::create_and_build_from_source(&self.context, source, &options)
+            .map_err(build_error)?;
+        let gemm = Kernel::create(&program, "gemm")
+            .map_err(|e| build_error(format!("no kernel 'gemm': {e}")))?;
+        Ok(Arc::new(OclProgram {
+            _program: program,
+            gemm: Mutex::new(gemm),
+        }))
+    }
+
+    fn allocate(&self, bytes: u64, what: &str) -> Result<OclBuffer> {
+        // SAFETY: no host pointer is passed; the size was checked against max_mem_alloc_size.
+        let memory = unsafe {
+            Buffer::<f32>::create(
+                &self.context,
+                CL_MEM_READ_WRITE,
+                (bytes / 4) as usize,
+                std::ptr::null_mut(),
+            )
+        }
+        .map_err(|e| Error::OutOfMemory {
+            device: self.info.name.clone(),
+            bytes,
+            what: what.to_string(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(OclBuffer { memory, bytes })
+    }
+
+    fn capacity(&self, buffer: &OclBuffer) -> u64 {
+        buffer.bytes
+    }
+
+    fn write(&self, buffer: &mut OclBuffer, data: &[f32]) -> Result<()> {
+        // SAFETY: the write is blocking, so `data` has been copied when the call returns and no
+        // queued command reads host memory afterwards, whatever fails later; the buffer holds at
+        // least `data.len()` floats (the shared path sizes it from the same extents).
+        unsafe {
+            self.queue
+                .enqueue_write_buffer(&mut buffer.memory, CL_BLOCKING, 0, data, &[])
+        }
+        .map(|_| ())
+        .map_err(|e| Error::device(&self.info.name, "uploading", e))
+    }
+
+    fn launch(
+        &self,
+        program: &Arc<OclProgram>,
+        spec: &KernelSpec,
+        problem: &GemmProblem,
+        _extents: &Extents,
+        buffers: [&OclBuffer; 3],
+        _timed: bool,
+    ) -> Result<Event> {
+        let gemm = program.gemm.lock().unwrap_or_else(|e| e.into_inner());
+        let [a, b, c] = buffers;
+        // SAFETY: the arguments match the signature of kernels_cl/ one for one, and the buffers
+        // hold the problem's extents (checked by the shared path).
+        unsafe {
+            let args = (|| {
+                gemm.set_arg(0, &(problem.m as cl_uint))?;
+                gemm.set_arg(1, &(problem.n as cl_uint))?;
+                gemm.set_arg(2, &(problem.k as cl_uint))?;
+                gemm.set_arg(3, &problem.alpha)?;
+                gemm.set_arg(4, &a.memory.get())?;
+                gemm.set_arg(5, &b.memory.get())?;
+                gemm.set_arg(6, &problem.beta)?;
+                gemm.set_arg(7, &c.memory.get())?;
+                gemm.set_arg(8, &(problem.lda() as cl_uint))?;
+                gemm.set_arg(9, &(problem.ldb() as cl_uint))?;
+                gemm.set_arg(10, &(problem.ldc() as cl_uint))
+            })();
+            args.map_err(|e| Error::device(&self.info.name, "setting kernel arguments", e))?;
+            let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
+            let global = [
+                groups_x as usize * spec.workgroup[0] as usize,
+                groups_y as usize * spec.workgroup[1] as usize,
+            ];
+            let local = [spec.workgroup[0] as usize, spec.workgroup[1] as usize];
+            self.queue
+                .enqueue_nd_range_kernel(
+                    gemm.get(),
+                    2,
+                    std::ptr::null(),
+                    global.as_ptr(),
+                    local.as_ptr(),
+                    &[],
+                )
+                .map_err(|e| Error::device(&self.info.name, "launching the kernel", e))
+        }
+    }
+
+    fn read(
+        &self,
+        buffer: &OclBuffer,
+        elements: usize,
+        _timeout: Duration,
+        sink: &mut dyn FnMut(&[f32]),
+    ) -> Result<()> {
+        let mut host = vec![0.0f32; elements];
+        // SAFETY: blocking read into a slice of exactly `elements` floats, which the buffer holds.
+        unsafe {
+            self.queue
+                .enqueue_read_buffer(&buffer.memory, CL_BLOCKING, 0, &mut host, &[])
+        }
+        .map_err(|e| Error::device(&self.info.name, "reading the result back", e))?;
+        sink(&host);
+        Ok(())
+    }
+
+    fn kernel_seconds(&self, event: Event) -> Result<Option<f64>> {
+        Ok(
+            match (
+                event.profiling_command_start(),
+                event.profiling_command_end(),
+            ) {
+                (Ok(start), Ok(end)) if end >= start => Some((end - start) as f64 * 1e-9),
+                _ => None,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write whose host data is overwritten the moment `write` returns must still land whole:
+    /// a non-blocking write would race the overwrite (and read freed memory when the caller's
+    /// slice is dropped after a later step fails).
+    #[test]
+    fn write_has_copied_the_host_data_when_it_returns() {
+        let Ok(devices) = discover() else {
+            assert!(
+                std::env::var("TILEGEMM_REQUIRE_OCL").as_deref() != Ok("1"),
+                "an OpenCL device is required"
+            );
+            return;
+        };
+        let runtime = devices[0].runtime();
+        let elements = 16 << 20; // 64 MiB: a copy that takes milliseconds
+        let mut buffer = runtime.allocate(elements as u64 * 4, "test").unwrap();
+        for round in 0..3 {
+            let value = round as f32 + 1.0;
+            let mut host = vec![value; elements];
+            runtime.write(&mut buffer, &host).unwrap();
+            host.fill(-1.0);
+            drop(host);
+            let mut wrong = 0usize;
+            runtime
+                .read(&buffer, elements, Duration::from_secs(60), &mut |data| {
+                    wrong = data.iter().filter(|&&x| x != value).count();
+                })
+                .unwrap();
+            assert_eq!(
+                wrong, 0,
+                "round {round}: the device saw the overwritten host data"
+            );
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! The wgpu backend: the catalogue's WGSL kernels on Vulkan, Metal or DX12 — and on Mesa's lavapipe
+//! where a host has no GPU.
+//!
+//! One [`WgpuBackend`] per adapter, opened with the adapter's own limits; [`WgpuRuntime`] is what
+//! wgpu contributes to the shared GPU path ([`crate::backend::gpu`]), and `resident` adds matrices
+//! kept on the device. Shader modules are created without wgpu's runtime bounds checks (2.5–50× on
+//! NVIDIA, DESIGN.md): every kernel guards its own accesses, and the odd-shape tests prove those
+//! guards.
+
+mod resident;
+
+pub use resident::DeviceMatrix;
+
+use super::gpu::{padded_bytes, GpuBackend, GpuRuntime};
+use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
+use crate::error::{Error, Result};
+use crate::kernels::KernelSpec;
+use crate::problem::{Extents, GemmProblem, Transpose};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One wgpu adapter, opened as a device.
+pub type WgpuBackend = GpuBackend<WgpuRuntime>;
+
+/// The problem as the kernels read it at binding 3; matches `struct Params` in `shaders/*.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    alpha: f32,
+    beta: f32,
+}
+
+/// Source of the ids that tie a [`DeviceMatrix`] to the device that holds it.
+static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Opens every wgpu adapter of this host. `WGPU_BACKEND` (e.g. `vulkan`) restricts the APIs tried;
+/// by default the primary ones (Vulkan, Metal, DX12). Err carries why no device could be opened.
+pub fn discover() -> std::result::Result<Vec<WgpuBackend>, String> {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        descriptor.backends = wgpu::Backends::PRIMARY;
+    }
+    let apis = descriptor.backends;
+    let instance = wgpu::Instance::new(descriptor);
+    let adapters = pollster::block_on(instance.enumerate_adapters(apis));
+    if adapters.is_empty() {
+        let tried = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan, metal, dx12".into());
+        return Err(format!(
+            "no adapter found for {tried} (no Vulkan driver? on Debian/Ubuntu: apt install mesa-vulkan-drivers)"
+        ));
+    }
+    let mut opened = Vec::new();
+    let mut failures = Vec::new();
+    for adapter in adapters {
+        match WgpuRuntime::open(adapter) {
+            Ok(runtime) => opened.push(GpuBackend::new(runtime)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if opened.is_empty() {
+        Err(failures.join("; "))
+    } else {
+        Ok(opened)
+    }
+}
+
+/// What wgpu contributes to the shared GPU path: one opened adapter, its layouts, the uniform
+/// buffer, the read-back buffer and the timestamp queries.
+pub struct WgpuRuntime {
+    info: DeviceInfo,
+    capabilities: Capabilities,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    id: u64,
+    bind_group_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    /// The uniform buffer of `Params`; locked from its write to the submission that reads it.
+    params: Mutex<wgpu::Buffer>,
+    /// Mappable copy of the last buffer read back, reused and grown on demand.
+    readback: Mutex<Option<wgpu::Buffer>>,
+    /// Present where the adapter offers timestamp queries.
+    timestamps: Option<Timestamps>,
+}
+
+/// Two timestamps around the compute pass, resolved and read back to time the kernel alone.
+struct Timestamps {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period: f64,
+}
+
+impl Timestamps {
+    fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
+        let buffer = |label, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Timestamps {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel time"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: buffer(
+                "timestamps",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            readback: buffer(
+                "timestamp readback",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            period: queue.get_timestamp_period() as f64,
+        }
+    }
+
+    fn pass_writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
+}
+
+fn device_type(kind: wgpu::DeviceType) -> DeviceType {
+    match kind {
+        wgpu::DeviceType::Cpu => DeviceType::Cpu,
+        wgpu::DeviceType::IntegratedGpu => DeviceType::IntegratedGpu,
+        wgpu::DeviceType::DiscreteGpu => DeviceType::DiscreteGpu,
+        wgpu::DeviceType::VirtualGpu => DeviceType::VirtualGpu,
+        wgpu::DeviceType::Other => DeviceType::Other,
+    }
+}
+
+fn layout_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn bind(binding: u32, buffer: &wgpu::Buffer, bytes: u64) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset: 0,
+            size: wgpu::BufferSize::new(bytes),
+        }),
+    }
+}
+
+/// How wgpu places buffers in device memory: `TILEGEMM_WGPU_MEMORY` = `performance` (wgpu's
+/// default: large sub-allocated blocks), `memory-usage` (smaller blocks) or `dedicated` (every
+/// buffer of 1 MiB or more in its own allocation). For experiments on memory placement
+/// (`benchmarks/NOTES.md`); unknown values keep the default.
+fn memory_hints() -> wgpu::MemoryHints {
+    match std::env::var("TILEGEMM_WGPU_MEMORY").as_deref() {
+        Ok("memory-usage") => wgpu::MemoryHints::MemoryUsage,
+        Ok("dedicated") => wgpu::MemoryHints::Manual {
+            suballocated_device_memory_block_size: (1 << 20)..(1 << 20),
+        },
+        _ => wgpu::MemoryHints::Performance,
+    }
+}
+
+impl WgpuRuntime {
+    /// Opens `adapter` with its own limits (not wgpu's conservative defaults) and timestamp
+    /// queries where offered.
+    fn open(adapter: wgpu::Adapter) -> Result<Self> {
+        let adapter_info = adapter.get_info();
+        let features = adapter.features();
+        let limits = adapter.limits();
+        let name = adapter_info.name.clone();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("tilegemm"),
+            required_features: features & wgpu::Features::TIMESTAMP_QUERY,
+            required_limits: limits.clone(),
+            memory_hints: memory_hints(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::device(&name, "cannot open the device", e))?;
+        // Errors of calls outside an error scope are logged, never a panic.
+        let log_name = name.clone();
+        device.on_uncaptured_error(Arc::new(move |e| log::error!("{log_name}: {e}")));
+
+        let api = format!("{:?}", adapter_info.backend).to_lowercase();
+        let driver = format!("{} {}", adapter_info.driver, adapter_info.driver_info)
+            .trim()
+            .to_string();
+        let mut info = DeviceInfo::new(
+            BackendKind::Wgpu,
+            &api,
+            &name,
+            &driver,
+            device_type(adapter_info.device_type),
+        );
+        info.vendor_id = adapter_info.vendor;
+        info.device_id = adapter_info.device;
+        let capabilities = Capabilities {
+            max_buffer_bytes: limits.max_buffer_size,
+            max_binding_bytes: limits.max_storage_buffer_binding_size,
+            max_workgroup_memory_bytes: limits.max_compute_workgroup_storage_size,
+            max_workgroup_invocations: limits.max_compute_invocations_per_workgroup,
+            max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        };
+
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("gemm"),
+            entries: &[
+                layout_entry(0, storage(true)),
+                layout_entry(1, storage(true)),
+                layout_entry(2, storage(false)),
+                layout_entry(3, wgpu::BufferBindingType::Uniform),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("gemm"),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: std::mem::size_of::<Params>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let timestamps = capabilities
+            .timestamp_query
+            .then(|| Timestamps::new(&device, &queue));
+        Ok(WgpuRuntime {
+            info,
+            capabilities,
+            device,
+            queue,
+            id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed),
+            bind_group_layout,
+            pipeline_layout,
+            params: Mutex::new(params),
+            readback: Mutex::new(None),
+            timestamps,
+        })
+    }
+
+    fn device_error(&self, message: impl std::fmt::Display) -> Error {
+        Error::Device {
+            device: self.info.name.clone(),
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// Runs `f` with wgpu's validation and out-of-memory errors captured into typed errors:
+    /// `OutOfMemory` (the problem's fault) apart from `Device` (anything else).
+    fn scoped<T>(&self, what: &str, bytes: u64, f: impl FnOnce() -> T) -> Result<T> {
+        let out_of_memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let invalid = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(out_of_memory.pop());
+        if let Some(e) = invalid {
+            return Err(Error::device(&self.info.name, what, e));
+        }
+        if let Some(e) = oom {
+            return Err(Error::OutOfMemory {
+                device: self.info.name.clone(),
+                bytes,
+                what: what.to_string(),
+                source: Some(Box::new(e)),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A buffer of `bytes` with `usage`; an allocation the device refuses is `OutOfMemory`.
+    fn create_buffer(
+        &self,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+        what: &str,
+    ) -> Result<wgpu::Buffer> {
+        self.scoped(
+            &format!("allocating {bytes} bytes for {what}"),
+            bytes,
+            || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(what),
+                    size: bytes,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            },
+        )
+    }
+
+    /// Maps `bytes` of `buffer` for reading once queued work is done; errors and time-outs typed.
+    fn map_and_wait(&self, buffer: &wgpu::Buffer, bytes: u64, timeout: Duration) -> Result<()> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        buffer.map_async(wgpu::MapMode::Read, 0..bytes, move |result| {
+            let _ = sender.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(timeout),
+            })
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => Error::Timeout {
+                    device: self.info.name.clone(),
+                    seconds: timeout.as_secs_f64(),
+                },
+                other => Error::device(&self.info.name, "waiting for the device", other),
+            })?;
+        match receiver.try_recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::device(&self.info.name, "reading back", e)),
+            Err(_) => Err(self.device_error("reading back: mapping never completed")),
+        }
+    }
+
+    /// Seconds between the two timestamps of the last timed pass.
+    fn read_kernel_seconds(&self, ts: &Timestamps) -> Result<f64> {
+        self.map_and_wait(&ts.readback, 16, Duration::from_secs(10))?;
+        let ticks = {
+            let view = ts
+                .readback
+                .get_mapped_range(0..16)
+                .map_err(|e| Error::device(&self.info.name, "reading timestamps", e))?;
+            let stamps: &[u64] = bytemuck::cast_slice(&view);
+            stamps[1].saturating_sub(stamps[0])
+        };
+        ts.readback.unmap();
+        Ok(ticks as f64 * ts.period * 1e-9)
+    }
+}
+
+impl GpuRuntime for WgpuRuntime {
+    type Buffer = wgpu::Buffer;
+    type Program = wgpu::ComputePipeline;
+    /// Whether the launch wrote timestamps.
+    type Launch = bool;
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn source<'s>(&self, spec: &'s KernelSpec) -> Option<&'s str> {
+        Some(&spec.wgsl)
+    }
+
+    fn build(
+        &self,
+        spec: &KernelSpec,
+        trans_a: Transpose,
+        trans_b: Transpose,
+    ) -> Result<wgpu::ComputePipeline> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        // SAFETY: catalogue kernels guard every buffer access against the problem's bounds (see
+        // shaders/), and `check_limits` keeps sizes inside the bindings and the u32 index range;
+        // `register_kernel` makes callers promise the same of their kernels.
+        let module = unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some(&spec.name),
+                    source: wgpu::ShaderSource::Wgsl(spec.wgsl.clone()),
+                },
+                wgpu::ShaderRuntimeChecks::unchecked(),
+            )
+        };
+        let flag = |t: Transpose| if t.is_transposed() { 1.0 } else { 0.0 };
+        let constants = [("TRANS_A", flag(trans_a)), ("TRANS_B", flag(trans_b))];
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&spec.name),
+                layout: Some(&self.pipeline_layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    // Every kernel writes its workgroup tiles before reading them.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        match pollster::block_on(validation.pop()) {
+            Some(e) => Err(Error::KernelBuild {
+                kernel: spec.name.clone(),
+                device: self.info.name.clone(),
+                log: e.to_string(),
+            }),
+            None => Ok(pipeline),
+        }
+    }
+
+    fn allocate(&self, bytes: u64, what: &str) -> Result<wgpu::Buffer> {
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
+        self.create_buffer(bytes, usage, what)
+    }
+
+    fn capacity(&self, buffer: &wgpu::Buffer) -> u64 {
+        buffer.size()
+    }
+
+    fn write(&self, buffer: &mut wgpu::Buffer, data: &[f32]) -> Result<()> {
+        // `write_buffer` copies `data` into wgpu's staging memory before it returns.
+        self.queue
+            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    fn launch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        spec: &KernelSpec,
+        problem: &GemmProblem,
+        extents: &Extents,
+        buffers: [&wgpu::Buffer; 3],
+        timed: bool,
+    ) -> Result<bool> {
+        let timestamps = self.timestamps.as_ref().filter(|_| timed);
+        let params = self.params.lock().unwrap_or_else(|e| e.into_inner());
+        let uniform = Params {
+            m: problem.m as u32,
+            n: problem.n as u32,
+            k: problem.k as u32,
+            lda: problem.lda() as u32,
+            ldb: problem.ldb() as u32,
+            ldc: problem.ldc() as u32,
+            alpha: problem.alpha,
+            beta: problem.beta,
+        };
+        self.queue
+            .write_buffer(&params, 0, bytemuck::bytes_of(&uniform));
+        let [a, b, c] = buffers;
+        let encoder = self.scoped("recording the GEMM", 0, || {
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gemm"),
+                layout: &self.bind_group_layout,
+                entries: &[
+                    bind(0, a, padded_bytes(extents.a)),
+                    bind(1, b, padded_bytes(extents.b)),
+                    bind(2, c, padded_bytes(extents.c)),
+                    bind(3, &params, std::mem::size_of::<Params>() as u64),
+                ],
+            });
+            let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&spec.name),
+                    timestamp_writes: timestamps.map(Timestamps::pass_writes),
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(groups_x as u32, groups_y as u32, 1);
+            }
+            if let Some(ts) = timestamps {
+                encoder.resolve_query_set(&ts.queries, 0..2, &ts.resolve, 0);
+                encoder.copy_buffer_to_buffer(&ts.resolve, 0, &ts.readback, 0, 16);
+            }
+            encoder
+        })?;
+        self.scoped("submitting the GEMM", 0, || {
+            self.queue.submit([encoder.finish()])
+        })?;
+        Ok(timestamps.is_some())
+    }
+
+    fn read(
+        &self,
+        buffer: &wgpu::Buffer,
+        elements: usize,
+        timeout: Duration,
+        sink: &mut dyn FnMut(&[f32]),
+    ) -> Result<()> {
+        let bytes = elements as u64 * 4;
+        let mut slot = self.readback.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|b| b.size() < bytes) {
+            *slot = None;
+            let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+            *slot = Some(self.create_buffer(bytes, usage, "readback")?);
+        }
+        let readback = slot.as_ref().expect("allocated above");
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, readback, 0, bytes);
+        self.scoped("submitting the read-back", 0, || {
+            self.queue.submit([encoder.finish()])
+        })?;
+        if let Err(e) = self.map_and_wait(readback, bytes, timeout) {
+            // A mapping still pending would fail every later read: start afresh next time.
+            *slot = None;
+            return Err(e);
+        }
+        {
+            let view = readback
+                .get_mapped_range(0..bytes)
+                .map_err(|e| Error::device(&self.info.name, "reading the result back", e))?;
+            sink(bytemuck::cast_slice(&view));
+        }
+        readback.unmap();
+        Ok(())
+    }
+
+    fn kernel_seconds(&self, timed: bool) -> Result<Option<f64>> {
+        match self.timestamps.as_ref().filter(|_| timed) {
+            Some(ts) => self.read_kernel_seconds(ts).map(Some),
+            None => Ok(None),
+        }
+    }
+}

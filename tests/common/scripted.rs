@@ -1,0 +1,143 @@
+//! A scripted GPU for tests of ranking, policies and rollback without discovering devices: each
+//! kernel's behaviour is in its name.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tilegemm::reference::reference_gemm;
+use tilegemm::{
+    Backend, BackendKind, Capabilities, DeviceInfo, DeviceType, Error, GemmProblem, Transpose,
+};
+
+/// Every scripted kernel:
+/// - `broken` never runs (a device error);
+/// - `wrong` is off by one everywhere;
+/// - `good` and `tile16` are right;
+/// - `hungry` is right, but the device refuses its allocation above [`HUNGRY_LIMIT`] elements of C;
+/// - `trans_broken` is right with A as stored and fails (a device error) with op(A) = Aᵀ.
+pub const KERNELS: [&str; 6] = [
+    "broken",
+    "wrong",
+    "good",
+    "tile16",
+    "hungry",
+    "trans_broken",
+];
+
+/// Elements of C above which `hungry` runs out of memory.
+pub const HUNGRY_LIMIT: usize = 64 * 64;
+
+/// A GPU that offers `offered` of [`KERNELS`] and counts the calls of each.
+pub struct ScriptedGpu {
+    info: DeviceInfo,
+    capabilities: Capabilities,
+    offered: Vec<&'static str>,
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+impl ScriptedGpu {
+    /// Offers the first four kernels: broken, wrong, good, tile16.
+    pub fn new() -> Self {
+        Self::offering(&KERNELS[..4])
+    }
+
+    /// Offers exactly `offered`.
+    pub fn offering(offered: &[&'static str]) -> Self {
+        Self::named("Scripted GPU", offered)
+    }
+
+    /// A device called `name` offering `offered`.
+    pub fn named(name: &str, offered: &[&'static str]) -> Self {
+        ScriptedGpu {
+            offered: offered.to_vec(),
+            info: DeviceInfo::new(
+                BackendKind::Wgpu,
+                "vulkan",
+                name,
+                "test",
+                DeviceType::DiscreteGpu,
+            ),
+            capabilities: Capabilities {
+                max_buffer_bytes: 1 << 30,
+                max_binding_bytes: 1 << 30,
+                max_workgroup_memory_bytes: 1 << 15,
+                max_workgroup_invocations: 256,
+                max_workgroups_per_dimension: 65535,
+                shader_f16: false,
+                subgroups: false,
+                timestamp_query: false,
+            },
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How often `kernel` was called (probes included).
+    pub fn calls(&self, kernel: &str) -> usize {
+        self.calls.lock().unwrap().get(kernel).copied().unwrap_or(0)
+    }
+
+    fn device_error(&self, message: &str) -> Error {
+        Error::Device {
+            device: self.info.name.clone(),
+            message: message.to_string(),
+            source: None,
+        }
+    }
+}
+
+impl Backend for ScriptedGpu {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn kernels(&self) -> Vec<String> {
+        self.offered.iter().map(|k| k.to_string()).collect()
+    }
+
+    fn check(&self, kernel: &str, problem: &GemmProblem) -> tilegemm::Result<()> {
+        problem.extents()?;
+        if self.offered.contains(&kernel) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("no kernel '{kernel}'")))
+        }
+    }
+
+    fn gemm(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> tilegemm::Result<()> {
+        *self.calls.lock().unwrap().entry(kernel.into()).or_default() += 1;
+        match kernel {
+            "broken" => return Err(self.device_error("device lost (scripted)")),
+            "trans_broken" if problem.trans_a == Transpose::Yes => {
+                return Err(self.device_error("pipeline for Aᵀ lost (scripted)"))
+            }
+            "hungry" if problem.m * problem.n > HUNGRY_LIMIT => {
+                return Err(Error::OutOfMemory {
+                    device: self.info.name.clone(),
+                    bytes: (problem.m * problem.n * 4) as u64,
+                    what: "C".into(),
+                    source: None,
+                })
+            }
+            _ => {}
+        }
+        let exact = reference_gemm(problem, a, b, c)?;
+        let offset = if kernel == "wrong" { 1.0 } else { 0.0 };
+        let (n, ldc) = (problem.n, problem.ldc());
+        for (row_out, row_exact) in c.chunks_mut(ldc).zip(exact.chunks(n.max(1))) {
+            for (out, value) in row_out.iter_mut().zip(row_exact).take(n) {
+                *out = *value as f32 + offset;
+            }
+        }
+        Ok(())
+    }
+}
