@@ -7,7 +7,7 @@
 //! such a file aside (`*.corrupt`) rather than silently replacing it.
 
 use crate::bench::Measurement;
-use crate::device::DeviceInfo;
+use crate::device::{BackendKind, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::problem::Shape;
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,7 @@ pub struct TuningDb {
     pub format: String,
     pub version: u32,
     pub device_key: String,
-    pub backend: String,
+    pub backend: BackendKind,
     pub api: String,
     pub device: String,
     pub driver: String,
@@ -50,7 +50,7 @@ impl TuningDb {
             format: FORMAT.to_string(),
             version: VERSION,
             device_key: info.key.clone(),
-            backend: info.backend.to_string(),
+            backend: info.backend,
             api: info.api.clone(),
             device: info.name.clone(),
             driver: info.driver.clone(),

@@ -210,7 +210,7 @@ impl Selector {
                     problem.m,
                     problem.n,
                     problem.k,
-                    info.backend.as_str(),
+                    info.backend,
                     &info.key,
                     &choice.kernel,
                 );

@@ -7,6 +7,7 @@
 //! over shapes: every shape is predicted by a model that never saw it.
 
 use super::db::{write_atomically, TuningDb};
+use crate::device::BackendKind;
 use crate::error::{Error, Result};
 use crate::kernels::{find, KernelSpec};
 use crate::problem::Shape;
@@ -107,12 +108,21 @@ struct Sample {
     measured_e2e_gflops: f64,
 }
 
-/// The feature vector of `kernel` on the device with index `device` (backend id: 0 cpu, 1 wgpu, 2 ocl).
+/// The model's number for a backend (a new backend needs its own).
+fn backend_id(backend: BackendKind) -> f64 {
+    match backend {
+        BackendKind::Cpu => 0.0,
+        BackendKind::Wgpu => 1.0,
+        BackendKind::Ocl => 2.0,
+    }
+}
+
+/// The feature vector of `kernel` on the device with index `device`.
 pub fn features(
     m: usize,
     n: usize,
     k: usize,
-    backend: &str,
+    backend: BackendKind,
     device: usize,
     kernel: &str,
 ) -> [f64; 21] {
@@ -139,11 +149,6 @@ pub fn features(
     // end-to-end time wherever the arithmetic intensity is low.
     let bytes = 4.0 * (m as f64 * k as f64 + k as f64 * n as f64 + m as f64 * n as f64);
     let total_tiles = tiles_m * tiles_n;
-    let backend_id = match backend {
-        "cpu" => 0.0,
-        "wgpu" => 1.0,
-        _ => 2.0,
-    };
     [
         log2(m as f64),
         log2(n as f64),
@@ -172,7 +177,7 @@ pub fn features(
         } else {
             0.0
         },
-        backend_id,
+        backend_id(backend),
         device as f64,
     ]
 }
@@ -190,7 +195,7 @@ fn samples(databases: &[TuningDb]) -> Vec<Sample> {
                 shape: (row.m, row.n, row.k),
                 device,
                 kernel: row.kernel.clone(),
-                features: features(row.m, row.n, row.k, &db.backend, device, &row.kernel),
+                features: features(row.m, row.n, row.k, db.backend, device, &row.kernel),
                 e2e_gflops: db
                     .e2e_estimate(shape, &row.kernel)
                     .unwrap_or(row.e2e_gflops),
@@ -335,7 +340,7 @@ impl Model {
         m: usize,
         n: usize,
         k: usize,
-        backend: &str,
+        backend: BackendKind,
         device_key: &str,
         kernel: &str,
     ) -> Option<f64> {
