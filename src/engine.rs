@@ -4,7 +4,7 @@ use crate::backend::cpu::{CpuBackend, NATIVE_KERNEL};
 use crate::backend::wgpu::{self as wgpu_backend, WgpuBackend};
 use crate::backend::{Backend, BackendKind, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernels::PRIOR_GPU_KERNELS;
+use crate::kernel::PRIOR_GPU_KERNELS;
 use crate::problem::{GemmProblem, Shape, Transpose};
 use crate::select::policy::Policy;
 use crate::select::{Selection, Selector};

@@ -263,7 +263,7 @@ fn a_kernel_that_fails_to_compile_reports_its_log_and_others_still_work() {
     // A separate engine: the broken kernel must not leak into other tests.
     let engine = Engine::new();
     for device in engine.wgpu_devices() {
-        let mut broken = tilegemm::kernels::catalogue().remove(0);
+        let mut broken = tilegemm::kernel::catalogue()[0].clone();
         broken.name = "broken".to_string();
         broken.wgsl = Cow::Owned(broken.wgsl.replace("acc += ", "acc += undefined_name * "));
         // SAFETY: the kernel never compiles, so it never runs.
@@ -281,7 +281,7 @@ fn an_opencl_kernel_that_fails_to_build_reports_its_log() {
         "an OpenCL device is required"
     );
     for device in devices {
-        let mut broken = tilegemm::kernels::catalogue().remove(1);
+        let mut broken = tilegemm::kernel::catalogue()[1].clone();
         broken.name = "broken".to_string();
         let source = broken
             .opencl
@@ -289,7 +289,7 @@ fn an_opencl_kernel_that_fails_to_build_reports_its_log() {
             .unwrap()
             .replace("acc00 += ", "acc00 += undefined_name * ");
         broken.opencl = Some(Cow::Owned(source));
-        let device = device.with_kernels(vec![broken, tilegemm::kernels::catalogue().remove(0)]);
+        let device = device.with_kernels(vec![broken, tilegemm::kernel::catalogue()[0].clone()]);
         check_build_failure(&device, "tile16");
     }
 }

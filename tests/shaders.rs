@@ -1,7 +1,7 @@
 //! Every WGSL kernel parses, validates, specialises for each transpose pair, and compiles to SPIR-V,
 //! with naga alone (no GPU).
 
-use tilegemm::kernels::catalogue;
+use tilegemm::kernel::catalogue;
 
 fn compile_every_specialisation(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -47,7 +47,7 @@ fn catalogue_kernels_compile_for_every_transpose_pair() {
 
 #[test]
 fn every_file_in_shaders_is_valid_and_catalogued() {
-    let catalogued: Vec<String> = catalogue().into_iter().map(|k| k.name).collect();
+    let catalogued: Vec<&str> = catalogue().iter().map(|k| k.name.as_str()).collect();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -56,7 +56,7 @@ fn every_file_in_shaders_is_valid_and_catalogued() {
             let name = path.file_stem().unwrap().to_string_lossy().to_string();
             compile_every_specialisation(&name, &std::fs::read_to_string(&path).unwrap());
             assert!(
-                catalogued.contains(&name),
+                catalogued.contains(&name.as_str()),
                 "shaders/{name}.wgsl is not in the catalogue"
             );
             seen += 1;

@@ -6,7 +6,7 @@ pub mod ocl;
 pub mod wgpu;
 
 use crate::error::{Error, Operand, Result};
-use crate::kernels::KernelSpec;
+use crate::kernel::KernelSpec;
 use crate::problem::{Extents, GemmProblem};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The OpenCL backend (cargo feature `ocl`): the OpenCL C sources of [`crate::kernels`] on every
+//! The OpenCL backend (cargo feature `ocl`): the OpenCL C sources of [`crate::kernel`] on every
 //! OpenCL device (NVIDIA, AMD, Intel drivers; PoCL on the CPU).
 //!
 //! libOpenCL is loaded at run time (`opencl3`'s `dynamic` feature), so a binary built with `ocl`
@@ -7,7 +7,7 @@
 
 use super::{check_gpu_limits, Backend, BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernels::{catalogue, KernelSpec};
+use crate::kernel::{catalogue, KernelSpec};
 use crate::problem::{GemmProblem, Transpose};
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
@@ -125,8 +125,9 @@ impl OclBackend {
             context,
             queue,
             kernels: catalogue()
-                .into_iter()
+                .iter()
                 .filter(|k| k.opencl.is_some())
+                .cloned()
                 .collect(),
             state: Mutex::new(State {
                 kernels: HashMap::new(),

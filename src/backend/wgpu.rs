@@ -1,4 +1,4 @@
-//! The wgpu backend: the WGSL kernels of [`crate::kernels`] on Vulkan, Metal or DX12 — and on Mesa's
+//! The wgpu backend: the WGSL kernels of [`crate::kernel`] on Vulkan, Metal or DX12 — and on Mesa's
 //! lavapipe where a host has no GPU.
 //!
 //! One [`WgpuBackend`] per adapter, opened with the adapter's own limits. Pipelines are built once per
@@ -10,26 +10,12 @@ use super::{
     check_gpu_limits, padded_bytes, Backend, BackendKind, Capabilities, DeviceInfo, DeviceType,
 };
 use crate::error::{Error, Result};
-use crate::kernels::{catalogue, KernelSpec};
+use crate::kernel::{catalogue, KernelSpec, Params};
 use crate::problem::{Extents, GemmProblem, Transpose};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
-
-/// The problem as the kernels read it at binding 3; matches `struct Params` in `shaders/*.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    alpha: f32,
-    beta: f32,
-}
 
 /// Source of the ids that tie a [`DeviceMatrix`] to the device that holds it.
 static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
@@ -295,7 +281,7 @@ impl WgpuBackend {
             id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed),
             bind_group_layout,
             pipeline_layout,
-            kernels: RwLock::new(catalogue().into_iter().map(Arc::new).collect()),
+            kernels: RwLock::new(catalogue().iter().cloned().map(Arc::new).collect()),
             pipelines: Mutex::new(HashMap::new()),
             staging: Mutex::new(Staging {
                 a: None,
@@ -455,18 +441,8 @@ impl WgpuBackend {
         params: &wgpu::Buffer,
         timestamps: Option<&Timestamps>,
     ) {
-        let uniform = Params {
-            m: problem.m as u32,
-            n: problem.n as u32,
-            k: problem.k as u32,
-            lda: problem.lda() as u32,
-            ldb: problem.ldb() as u32,
-            ldc: problem.ldc() as u32,
-            alpha: problem.alpha,
-            beta: problem.beta,
-        };
         self.queue
-            .write_buffer(params, 0, bytemuck::bytes_of(&uniform));
+            .write_buffer(params, 0, bytemuck::bytes_of(&Params::of(problem)));
         let [a, b, c] = buffers;
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("gemm"),

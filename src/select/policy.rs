@@ -5,7 +5,7 @@
 
 use crate::backend::cpu::NATIVE_KERNEL;
 use crate::engine::Choice;
-use crate::kernels::BASELINE_KERNEL;
+use crate::kernel::BASELINE_KERNEL;
 use std::fmt;
 use std::str::FromStr;
 
