@@ -1,7 +1,8 @@
 //! The kernel catalogue: every GPU kernel is a tiling (its parameters, [`KernelSpec`]) plus its
 //! sources, embedded in the binary so `tilegemm` runs from any directory.
 //!
-//! - `spec`: [`KernelSpec`] and the uniform [`Params`] every WGSL kernel reads;
+//! - `spec`: [`KernelSpec`], the prelude of each language ([`WGSL_PRELUDE`], [`OPENCL_PRELUDE`]:
+//!   binding layout, guarded loads and stores) and the uniform [`Params`] every WGSL kernel reads;
 //! - `seed`: the seed project's tilings (tile16, tile20, tile24) in WGSL and OpenCL C;
 //! - `family`: the register-blocked family for modern GPUs, generated from parameter sets
 //!   ([`FAMILY`], [`TileParams`]).
@@ -14,7 +15,7 @@ mod seed;
 mod spec;
 
 pub use family::{Staging, TileParams, FAMILY};
-pub use spec::{KernelSpec, Params};
+pub use spec::{KernelSpec, Params, OPENCL_PRELUDE, WGSL_PRELUDE};
 
 use std::sync::OnceLock;
 

@@ -1,10 +1,11 @@
 //! The seed project's three hand-written tilings, each in WGSL (`shaders/`) and OpenCL C
-//! (`kernels_cl/`): the same algorithm in both, so a backend comparison compares APIs.
+//! (`kernels_cl/`): the same algorithm in both, so a backend comparison compares APIs. Each file
+//! holds only its tiling; its source is the language's prelude followed by the file.
 
-use super::spec::KernelSpec;
+use super::spec::{KernelSpec, OPENCL_PRELUDE, WGSL_PRELUDE};
 use std::borrow::Cow;
 
-/// A seed kernel: square tile, outputs per thread along each side, vector width, its two sources.
+/// A seed kernel: square tile, outputs per thread along each side, vector width, its two bodies.
 fn seed_kernel(
     name: &str,
     tile: u32,
@@ -22,8 +23,8 @@ fn seed_kernel(
         workgroup: [side, side],
         thread_tile: [per_thread, per_thread],
         vector_width,
-        wgsl: Cow::Borrowed(wgsl),
-        opencl: Some(Cow::Borrowed(opencl)),
+        wgsl: Cow::Owned(format!("{WGSL_PRELUDE}{wgsl}")),
+        opencl: Some(Cow::Owned(format!("{OPENCL_PRELUDE}{opencl}"))),
         buffers: 1,
         prefetch: false,
         group_m: 0,

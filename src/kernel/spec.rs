@@ -1,15 +1,25 @@
-//! What a kernel is to the backends: its tiling ([`KernelSpec`]) and the uniform it reads
-//! ([`Params`]), the Rust side of the binding layout that every WGSL kernel declares.
+//! What a kernel is to the backends: its tiling ([`KernelSpec`]), the prelude its source starts
+//! from in each language ([`WGSL_PRELUDE`], [`OPENCL_PRELUDE`]), and the uniform a WGSL kernel
+//! reads ([`Params`]): the binding layout, written once per language and once in Rust.
 
 use crate::problem::GemmProblem;
 use std::borrow::Cow;
 
+/// The start of every WGSL kernel: `struct Params`, the overrides `TRANS_A` and `TRANS_B`, bindings
+/// 0–3 (A and B as `array<vec4<f32>>`, C as `array<f32>`, the uniform), and the guarded loads
+/// (`elem_a`, `quad_a`, …) and stores (`store`, `store4`) every access goes through.
+pub const WGSL_PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// The start of every OpenCL C kernel: `TRANS_A`/`TRANS_B` defaults and the guarded helpers
+/// `elem`, `quad` (vload4) and `store`.
+pub const OPENCL_PRELUDE: &str = include_str!("../../kernels_cl/prelude.cl");
+
 /// One GEMM tiling and its sources, so the same algorithm runs on every API.
 ///
-/// WGSL: binds A, B (read), C (read-write) and the problem's [`Params`] (uniform) at bindings 0–3,
-/// exposes `main`, and takes the overrides `TRANS_A` and `TRANS_B`.
-/// OpenCL C: `gemm(M, N, K, alpha, A, B, beta, C, lda, ldb, ldc)` (the seed's signature plus leading
-/// dimensions), built with `-D TRANS_A=0|1 -D TRANS_B=0|1`.
+/// WGSL: [`WGSL_PRELUDE`] (bindings 0–3: A, B, C and the problem's [`Params`]; the overrides
+/// `TRANS_A` and `TRANS_B`), then the tiling's workgroup tiles and entry point `main`.
+/// OpenCL C: [`OPENCL_PRELUDE`], then `gemm(M, N, K, alpha, A, B, beta, C, lda, ldb, ldc)` (the
+/// seed's signature plus leading dimensions), built with `-D TRANS_A=0|1 -D TRANS_B=0|1`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelSpec {
     /// The catalogue's key: unique, and stable across versions (tuning data is stored under it).
@@ -25,9 +35,9 @@ pub struct KernelSpec {
     pub thread_tile: [u32; 2],
     /// Width of global loads, in floats.
     pub vector_width: u32,
-    /// WGSL source.
+    /// WGSL source, starting with [`WGSL_PRELUDE`].
     pub wgsl: Cow<'static, str>,
-    /// OpenCL C source, where the tiling has one.
+    /// OpenCL C source, starting with [`OPENCL_PRELUDE`], where the tiling has one.
     pub opencl: Option<Cow<'static, str>>,
     /// Copies of each staged slab in workgroup memory (2 when double-buffered).
     pub buffers: u32,
