@@ -1,37 +1,11 @@
 // tile20: the same tiling as shaders/tile20.wgsl. A 10×10 work-group computes a 20×20 tile of C,
 // 2×2 outputs per thread (rows ly, ly+10; columns lx, lx+10), K in slabs of 20: 4 loads per thread
-// per operand. Built with -D TRANS_A=0|1 -D TRANS_B=0|1; every global access is guarded.
+// per operand.
 
 #define TILE 20
 #define SIDE 10
 #define THREADS 100
 #define LOADS 4
-
-inline float load_a(__global const float* A, uint row, uint col, uint M, uint K, uint lda) {
-    if (row >= M || col >= K) return 0.0f;
-#if TRANS_A
-    return A[(size_t)col * lda + row];
-#else
-    return A[(size_t)row * lda + col];
-#endif
-}
-
-inline float load_b(__global const float* B, uint row, uint col, uint K, uint N, uint ldb) {
-    if (row >= K || col >= N) return 0.0f;
-#if TRANS_B
-    return B[(size_t)col * ldb + row];
-#else
-    return B[(size_t)row * ldb + col];
-#endif
-}
-
-inline void store(__global float* C, uint row, uint col, float acc, uint M, uint N, uint ldc,
-                  float alpha, float beta) {
-    if (row < M && col < N) {
-        const size_t index = (size_t)row * ldc + col;
-        C[index] = beta == 0.0f ? alpha * acc : alpha * acc + beta * C[index];
-    }
-}
 
 __kernel __attribute__((reqd_work_group_size(10, 10, 1)))
 void gemm(const uint M, const uint N, const uint K, const float alpha,
@@ -46,17 +20,18 @@ void gemm(const uint M, const uint N, const uint K, const float alpha,
     float acc00 = 0.0f, acc01 = 0.0f, acc10 = 0.0f, acc11 = 0.0f;
     for (uint k0 = 0; k0 < K; k0 += TILE) {
         for (uint i = 0; i < LOADS; i++) {
-            // `inner` runs along the stored rows, so consecutive threads read consecutive addresses.
+            // Element (outer, inner) of each slab as stored: `inner` runs along the stored rows, so
+            // consecutive threads read consecutive addresses.
             const uint e = flat + i * THREADS, outer = e / TILE, inner = e % TILE;
 #if TRANS_A
-            a_tile[outer][inner] = load_a(A, tile_row + inner, k0 + outer, M, K, lda);
+            a_tile[outer][inner] = elem(A, k0 + outer, tile_row + inner, K, M, lda);
 #else
-            a_tile[inner][outer] = load_a(A, tile_row + outer, k0 + inner, M, K, lda);
+            a_tile[inner][outer] = elem(A, tile_row + outer, k0 + inner, M, K, lda);
 #endif
 #if TRANS_B
-            b_tile[inner][outer] = load_b(B, k0 + inner, tile_col + outer, K, N, ldb);
+            b_tile[inner][outer] = elem(B, tile_col + outer, k0 + inner, N, K, ldb);
 #else
-            b_tile[outer][inner] = load_b(B, k0 + outer, tile_col + inner, K, N, ldb);
+            b_tile[outer][inner] = elem(B, k0 + outer, tile_col + inner, K, N, ldb);
 #endif
         }
         barrier(CLK_LOCAL_MEM_FENCE);

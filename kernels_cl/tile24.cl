@@ -1,29 +1,10 @@
 // tile24: the same tiling as shaders/tile24.wgsl. A 12×12 work-group computes a 24×24 tile of C,
 // 2×2 outputs per thread, K in slabs of 24 with float4 loads: a slab of either operand, as stored,
-// is 24 rows of 24 floats = 144 quads, one per thread. A quad wholly inside the matrix is read with
-// vload4 (which, unlike WGSL's vec4 arrays, needs no 16-byte alignment); an edge quad element by
-// element, each guarded. Built with -D TRANS_A=0|1 -D TRANS_B=0|1.
+// is 24 rows of 24 floats = 144 quads, one per thread (`quad`).
 
 #define TILE 24
 #define SIDE 12
 #define QUADS_PER_ROW 6
-
-// Elements (row, col..col+4) of a stored rows×cols matrix with row stride ld; 0 outside it.
-inline float4 quad(__global const float* X, uint row, uint col, uint rows, uint cols, uint ld) {
-    if (row >= rows) return (float4)(0.0f);
-    __global const float* p = X + (size_t)row * ld + col;
-    if (col + 3 < cols) return vload4(0, p);
-    return (float4)(col < cols ? p[0] : 0.0f, col + 1 < cols ? p[1] : 0.0f,
-                    col + 2 < cols ? p[2] : 0.0f, 0.0f);
-}
-
-inline void store(__global float* C, uint row, uint col, float acc, uint M, uint N, uint ldc,
-                  float alpha, float beta) {
-    if (row < M && col < N) {
-        const size_t index = (size_t)row * ldc + col;
-        C[index] = beta == 0.0f ? alpha * acc : alpha * acc + beta * C[index];
-    }
-}
 
 __kernel __attribute__((reqd_work_group_size(12, 12, 1)))
 void gemm(const uint M, const uint N, const uint K, const float alpha,

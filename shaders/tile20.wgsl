@@ -2,27 +2,6 @@
 // Thread (x, y) owns rows y and y + 10 and columns x and x + 10 of the tile, so the stores of a row
 // of threads are contiguous. The four accumulators are separate variables: an indexed private array
 // would be spilled to memory.
-//
-// Every global access is guarded, so the module runs without wgpu's runtime bounds checks.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    alpha: f32,
-    beta: f32,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
 
 const TILE: u32 = 20u;
 const SIDE: u32 = 10u;
@@ -32,37 +11,6 @@ const LOADS: u32 = 4u;
 
 var<workgroup> a_tile: array<array<f32, TILE>, TILE>;
 var<workgroup> b_tile: array<array<f32, TILE>, TILE>;
-
-fn load_a(row: u32, col: u32) -> f32 {
-    if (row >= params.m || col >= params.k) {
-        return 0.0;
-    }
-    if (TRANS_A) {
-        return a[col * params.lda + row];
-    }
-    return a[row * params.lda + col];
-}
-
-fn load_b(row: u32, col: u32) -> f32 {
-    if (row >= params.k || col >= params.n) {
-        return 0.0;
-    }
-    if (TRANS_B) {
-        return b[col * params.ldb + row];
-    }
-    return b[row * params.ldb + col];
-}
-
-fn store(row: u32, col: u32, acc: f32) {
-    if (row < params.m && col < params.n) {
-        let index = row * params.ldc + col;
-        if (params.beta == 0.0) {
-            c[index] = params.alpha * acc;
-        } else {
-            c[index] = params.alpha * acc + params.beta * c[index];
-        }
-    }
-}
 
 @compute @workgroup_size(10, 10, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
@@ -75,19 +23,20 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     var acc11 = 0.0;
     for (var k0 = 0u; k0 < params.k; k0 += TILE) {
         for (var i = 0u; i < LOADS; i++) {
-            // `inner` runs along the stored rows, so consecutive threads read consecutive addresses.
+            // Element (outer, inner) of each slab as stored: `inner` runs along the stored rows, so
+            // consecutive threads read consecutive addresses.
             let e = flat + i * THREADS;
             let outer = e / TILE;
             let inner = e % TILE;
             if (TRANS_A) {
-                a_tile[outer][inner] = load_a(tile_row + inner, k0 + outer);
+                a_tile[outer][inner] = elem_a(k0 + outer, tile_row + inner);
             } else {
-                a_tile[inner][outer] = load_a(tile_row + outer, k0 + inner);
+                a_tile[inner][outer] = elem_a(tile_row + outer, k0 + inner);
             }
             if (TRANS_B) {
-                b_tile[inner][outer] = load_b(k0 + inner, tile_col + outer);
+                b_tile[inner][outer] = elem_b(tile_col + outer, k0 + inner);
             } else {
-                b_tile[outer][inner] = load_b(k0 + outer, tile_col + inner);
+                b_tile[outer][inner] = elem_b(k0 + outer, tile_col + inner);
             }
         }
         workgroupBarrier();

@@ -51,7 +51,7 @@ fn wgpu_tile24_matches_reference() {
 
 #[test]
 fn wgpu_register_blocked_family_matches_reference() {
-    for params in tilegemm::family::FAMILY {
+    for params in tilegemm::kernel::FAMILY {
         check_kernel(&wgpu_backends(), &params.name());
     }
 }
@@ -64,7 +64,7 @@ fn grouped_order_covers_every_tile_across_bands() {
     use tilegemm::{Shape, Transpose};
     let mut failures = Vec::new();
     for backend in wgpu_backends() {
-        for params in tilegemm::family::FAMILY.iter().filter(|p| p.group_m > 0) {
+        for params in tilegemm::kernel::FAMILY.iter().filter(|p| p.group_m > 0) {
             for (m, n, k) in [(1100, 9, 5), (1030, 130, 3), (2049, 260, 7)] {
                 for trans in [Transpose::No, Transpose::Yes] {
                     let case = VerifyCase {

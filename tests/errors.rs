@@ -267,7 +267,7 @@ fn a_kernel_that_fails_to_compile_reports_its_log_and_others_still_work() {
         "a wgpu device is required"
     );
     for device in engine.wgpu_devices() {
-        let mut broken = tilegemm::kernels::catalogue()[0].clone();
+        let mut broken = tilegemm::kernel::catalogue()[0].clone();
         broken.name = "broken".to_string();
         broken.wgsl = Cow::Owned(broken.wgsl.replace("acc += ", "acc += undefined_name * "));
         // SAFETY: the kernel never compiles, so it never runs.
@@ -285,7 +285,7 @@ fn an_opencl_kernel_that_fails_to_build_reports_its_log() {
         "an OpenCL device is required"
     );
     for device in devices {
-        let mut broken = tilegemm::kernels::catalogue()[1].clone();
+        let mut broken = tilegemm::kernel::catalogue()[1].clone();
         broken.name = "broken".to_string();
         let source = broken
             .opencl

@@ -1,7 +1,10 @@
 //! Every WGSL kernel parses, validates, specialises for each transpose pair, and compiles to SPIR-V,
-//! with naga alone (no GPU).
+//! with naga alone (no GPU); every kernel's source is its language's prelude plus a body that
+//! redefines none of it; the Rust uniform matches the prelude's `struct Params`.
 
-use tilegemm::kernels::catalogue;
+use std::path::{Path, PathBuf};
+use tilegemm::kernel::{catalogue, Params, OPENCL_PRELUDE, WGSL_PRELUDE};
+use tilegemm::GemmProblem;
 
 fn compile_every_specialisation(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -38,6 +41,45 @@ fn compile_every_specialisation(name: &str, source: &str) {
     }
 }
 
+/// The kernel bodies of `dir` with extension `ext`, (name, text), the prelude left out.
+fn bodies(dir: &str, ext: &str) -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    let bodies: Vec<(String, String)> = files
+        .iter()
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            (name, std::fs::read_to_string(path).unwrap())
+        })
+        .filter(|(name, _)| name != "prelude")
+        .collect();
+    assert!(
+        bodies.len() >= 3,
+        "expected tile16, tile20 and tile24 in {dir:?}"
+    );
+    bodies
+}
+
+/// Names of the functions `source` defines at the start of a line: WGSL `fn NAME(`, OpenCL C
+/// `inline … NAME(` and `void NAME(`.
+fn defined_functions(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .filter_map(|line| {
+            let signature = ["fn ", "inline ", "void "]
+                .iter()
+                .find_map(|start| line.strip_prefix(start))?;
+            let name = signature.split('(').next()?.split_whitespace().last()?;
+            Some(name.trim_start_matches('*').to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn catalogue_kernels_compile_for_every_transpose_pair() {
     for kernel in catalogue() {
@@ -47,52 +89,119 @@ fn catalogue_kernels_compile_for_every_transpose_pair() {
 
 #[test]
 fn every_file_in_shaders_is_valid_and_catalogued() {
-    let catalogued: Vec<String> = catalogue().iter().map(|k| k.name.clone()).collect();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "wgsl") {
-            let name = path.file_stem().unwrap().to_string_lossy().to_string();
-            compile_every_specialisation(&name, &std::fs::read_to_string(&path).unwrap());
-            assert!(
-                catalogued.contains(&name),
-                "shaders/{name}.wgsl is not in the catalogue"
-            );
-            seen += 1;
-        }
+    for (name, body) in bodies("shaders", "wgsl") {
+        let source = format!("{WGSL_PRELUDE}{body}");
+        compile_every_specialisation(&name, &source);
+        let spec = catalogue().iter().find(|k| k.name == name);
+        let spec = spec.unwrap_or_else(|| panic!("shaders/{name}.wgsl is not in the catalogue"));
+        assert_eq!(
+            spec.wgsl, source,
+            "{name}: the catalogue embeds prelude + body"
+        );
     }
-    assert!(seen >= 3, "expected tile16, tile20 and tile24 in {dir:?}");
-}
-
-#[test]
-fn a_broken_shader_is_rejected() {
-    let broken = catalogue()[0]
-        .wgsl
-        .replace("acc += ", "acc += undefined_name * ");
-    assert!(naga::front::wgsl::parse_str(&broken).is_err());
 }
 
 #[test]
 fn every_file_in_kernels_cl_is_catalogued_beside_its_wgsl_twin() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels_cl");
-    let catalogue = catalogue();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "cl") {
-            let name = path.file_stem().unwrap().to_string_lossy().to_string();
-            let spec = catalogue.iter().find(|k| k.name == name);
-            let spec =
-                spec.unwrap_or_else(|| panic!("kernels_cl/{name}.cl is not in the catalogue"));
-            assert_eq!(
-                spec.opencl.as_deref(),
-                Some(std::fs::read_to_string(&path).unwrap().as_str())
-            );
-            assert!(spec
-                .opencl
-                .as_deref()
-                .unwrap()
-                .contains("void gemm(const uint M, const uint N, const uint K, const float alpha"));
+    let signature = "void gemm(const uint M, const uint N, const uint K, const float alpha";
+    for (name, body) in bodies("kernels_cl", "cl") {
+        let spec = catalogue().iter().find(|k| k.name == name);
+        let spec = spec.unwrap_or_else(|| panic!("kernels_cl/{name}.cl is not in the catalogue"));
+        assert_eq!(
+            spec.opencl.as_deref(),
+            Some(format!("{OPENCL_PRELUDE}{body}").as_str())
+        );
+        assert!(body.contains(signature), "{name}.cl: {signature}…");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("shaders/{name}.wgsl"))
+                .exists(),
+            "kernels_cl/{name}.cl has no WGSL twin"
+        );
+    }
+}
+
+#[test]
+fn every_catalogue_source_holds_its_prelude_once_and_nothing_of_it_twice() {
+    for kernel in catalogue() {
+        let name = &kernel.name;
+        assert!(kernel.wgsl.starts_with(WGSL_PRELUDE), "{name}");
+        assert_eq!(kernel.wgsl.matches(WGSL_PRELUDE).count(), 1, "{name}");
+        assert_eq!(kernel.wgsl.matches("struct Params {").count(), 1, "{name}");
+        assert_eq!(kernel.wgsl.matches("@binding(").count(), 4, "{name}");
+        if let Some(opencl) = &kernel.opencl {
+            assert!(opencl.starts_with(OPENCL_PRELUDE), "{name}");
+            assert_eq!(opencl.matches(OPENCL_PRELUDE).count(), 1, "{name}");
         }
+    }
+}
+
+#[test]
+fn no_kernel_redefines_a_prelude_function() {
+    let wgsl_helpers = defined_functions(WGSL_PRELUDE);
+    let cl_helpers = defined_functions(OPENCL_PRELUDE);
+    for helper in ["elem_a", "quad_a", "quad_b", "store", "store4"] {
+        assert!(wgsl_helpers.iter().any(|h| h == helper), "{wgsl_helpers:?}");
+    }
+    for helper in ["elem", "quad", "store"] {
+        assert!(cl_helpers.iter().any(|h| h == helper), "{cl_helpers:?}");
+    }
+    let check = |name: &str, body: &str, helpers: &[String]| {
+        let defined = defined_functions(body);
+        assert!(!defined.is_empty(), "{name}: no function found in its body");
+        let twice: Vec<_> = defined.iter().filter(|f| helpers.contains(f)).collect();
+        assert!(
+            twice.is_empty(),
+            "{name} redefines {twice:?} of its prelude"
+        );
+    };
+    for (name, body) in bodies("shaders", "wgsl") {
+        check(&name, &body, &wgsl_helpers);
+    }
+    for kernel in catalogue() {
+        let body = kernel
+            .wgsl
+            .strip_prefix(WGSL_PRELUDE)
+            .expect("prelude first");
+        check(&kernel.name, body, &wgsl_helpers);
+    }
+    for (name, body) in bodies("kernels_cl", "cl") {
+        check(&name, &body, &cl_helpers);
+    }
+}
+
+#[test]
+fn params_match_the_prelude_struct_field_for_field() {
+    let fields: Vec<&str> = WGSL_PRELUDE
+        .split("struct Params {")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("the prelude declares struct Params")
+        .split(',')
+        .filter_map(|field| field.split(':').next())
+        .map(str::trim)
+        .filter(|field| !field.is_empty())
+        .collect();
+    assert_eq!(std::mem::size_of::<Params>(), 4 * fields.len());
+    assert_eq!(std::mem::size_of::<Params>(), 32);
+
+    let problem = GemmProblem::new(3, 5, 7)
+        .with_scalars(0.25, -0.5)
+        .with_leading_dims(11, 13, 17);
+    let params = Params::of(&problem);
+    let words: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(&params));
+    for (field, word) in fields.iter().zip(words) {
+        let expected = match *field {
+            "m" => 3,
+            "n" => 5,
+            "k" => 7,
+            "lda" => 11,
+            "ldb" => 13,
+            "ldc" => 17,
+            "alpha" => 0.25f32.to_bits(),
+            "beta" => (-0.5f32).to_bits(),
+            other => panic!("the prelude's Params has a field `{other}` the test does not know"),
+        };
+        assert_eq!(*word, expected, "Params.{field} is out of place");
     }
 }

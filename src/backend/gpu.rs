@@ -9,7 +9,7 @@
 use super::Backend;
 use crate::device::{Capabilities, DeviceInfo};
 use crate::error::{Error, Operand, Result};
-use crate::kernels::{catalogue, KernelSpec};
+use crate::kernel::{catalogue, KernelSpec};
 use crate::problem::{Extents, GemmProblem, Transpose};
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -9,7 +9,7 @@
 use super::db::{write_atomically, TuningDb};
 use crate::device::BackendKind;
 use crate::error::{Error, Result};
-use crate::kernels::{find, KernelSpec};
+use crate::kernel::{find, KernelSpec};
 use crate::problem::Shape;
 use gbdt::config::Config;
 use gbdt::decision_tree::{Data, DataVec};

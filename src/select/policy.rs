@@ -5,7 +5,7 @@
 
 use super::candidates::Choice;
 use crate::backend::cpu::NATIVE_KERNEL;
-use crate::kernels::BASELINE_KERNEL;
+use crate::kernel::BASELINE_KERNEL;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,7 @@ use super::candidates::{candidates, Choice, Target};
 use crate::backend::cpu::NATIVE_KERNEL;
 use crate::backend::Backend;
 use crate::device::{BackendKind, DeviceType};
-use crate::kernels::PRIOR_GPU_KERNELS;
+use crate::kernel::PRIOR_GPU_KERNELS;
 use crate::problem::GemmProblem;
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 use super::gpu::{GpuBackend, GpuRuntime};
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernels::KernelSpec;
+use crate::kernel::KernelSpec;
 use crate::problem::{Extents, GemmProblem, Transpose};
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;

@@ -14,7 +14,7 @@ pub use resident::DeviceMatrix;
 use super::gpu::{padded_bytes, GpuBackend, GpuRuntime};
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernels::KernelSpec;
+use crate::kernel::{KernelSpec, Params};
 use crate::problem::{Extents, GemmProblem, Transpose};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,20 +22,6 @@ use std::time::Duration;
 
 /// One wgpu adapter, opened as a device.
 pub type WgpuBackend = GpuBackend<WgpuRuntime>;
-
-/// The problem as the kernels read it at binding 3; matches `struct Params` in `shaders/*.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    alpha: f32,
-    beta: f32,
-}
 
 /// Source of the ids that tie a [`DeviceMatrix`] to the device that holds it.
 static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
@@ -449,18 +435,8 @@ impl GpuRuntime for WgpuRuntime {
     ) -> Result<bool> {
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
         let params = self.params.lock().unwrap_or_else(|e| e.into_inner());
-        let uniform = Params {
-            m: problem.m as u32,
-            n: problem.n as u32,
-            k: problem.k as u32,
-            lda: problem.lda() as u32,
-            ldb: problem.ldb() as u32,
-            ldc: problem.ldc() as u32,
-            alpha: problem.alpha,
-            beta: problem.beta,
-        };
         self.queue
-            .write_buffer(&params, 0, bytemuck::bytes_of(&uniform));
+            .write_buffer(&params, 0, bytemuck::bytes_of(&Params::of(problem)));
         let [a, b, c] = buffers;
         let encoder = self.scoped("recording the GEMM", 0, || {
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -1,0 +1,109 @@
+// The prelude of every WGSL kernel: tilegemm prepends it to each file in shaders/ and to each
+// generated member of the family (src/kernel/family.rs), so the binding layout and the guarded loads
+// and stores are written once. `struct Params` is mirrored field for field by `kernel::Params`.
+//
+// Every global access goes through the helpers below and is guarded by the matrix bounds, so
+// tilegemm creates the modules without wgpu's runtime bounds checks; the odd-shape tests are the
+// proof that the guards are right. Coordinates are those of an operand as stored (row-major, row
+// stride ld): A is m×k, or k×m when TRANS_A; B is k×n, or n×k when TRANS_B.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    alpha: f32,
+    beta: f32,
+}
+
+// Whether A (B) is stored transposed. Set per pipeline, so these branches fold away at compile
+// time.
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+// A and B are bound as arrays of vec4 (tilegemm pads every buffer to 16 bytes), so whole quads load
+// at once; single elements are components of those vec4s.
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+/// Whether (row, col) lies inside A as stored.
+fn inside_a(row: u32, col: u32) -> bool {
+    return row < select(params.m, params.k, TRANS_A) && col < select(params.k, params.m, TRANS_A);
+}
+
+/// Whether (row, col) lies inside B as stored.
+fn inside_b(row: u32, col: u32) -> bool {
+    return row < select(params.k, params.n, TRANS_B) && col < select(params.n, params.k, TRANS_B);
+}
+
+/// Element (row, col) of A as stored, or 0 outside it.
+fn elem_a(row: u32, col: u32) -> f32 {
+    if (!inside_a(row, col)) {
+        return 0.0;
+    }
+    let i = row * params.lda + col;
+    return a[i / 4u][i % 4u];
+}
+
+/// Element (row, col) of B as stored, or 0 outside it.
+fn elem_b(row: u32, col: u32) -> f32 {
+    if (!inside_b(row, col)) {
+        return 0.0;
+    }
+    let i = row * params.ldb + col;
+    return b[i / 4u][i % 4u];
+}
+
+/// Elements (row, col..col+4) of A as stored, 0 outside it; col % 4 == 0. One 16-byte load when
+/// the quad lies wholly inside and rows are 16-byte aligned (lda % 4 == 0), else four guarded
+/// elements.
+fn quad_a(row: u32, col: u32) -> vec4<f32> {
+    if (params.lda % 4u == 0u && inside_a(row, col + 3u)) {
+        return a[(row * params.lda + col) / 4u];
+    }
+    return vec4<f32>(
+        elem_a(row, col),
+        elem_a(row, col + 1u),
+        elem_a(row, col + 2u),
+        elem_a(row, col + 3u),
+    );
+}
+
+/// As `quad_a`, for B.
+fn quad_b(row: u32, col: u32) -> vec4<f32> {
+    if (params.ldb % 4u == 0u && inside_b(row, col + 3u)) {
+        return b[(row * params.ldb + col) / 4u];
+    }
+    return vec4<f32>(
+        elem_b(row, col),
+        elem_b(row, col + 1u),
+        elem_b(row, col + 2u),
+        elem_b(row, col + 3u),
+    );
+}
+
+/// C[row, col] ← α·acc + β·C[row, col] where (row, col) lies inside C. β = 0 never reads C: it may
+/// hold NaN.
+fn store(row: u32, col: u32, acc: f32) {
+    if (row < params.m && col < params.n) {
+        let index = row * params.ldc + col;
+        if (params.beta == 0.0) {
+            c[index] = params.alpha * acc;
+        } else {
+            c[index] = params.alpha * acc + params.beta * c[index];
+        }
+    }
+}
+
+/// `store` of C[row, col..col+4].
+fn store4(row: u32, col: u32, acc: vec4<f32>) {
+    store(row, col, acc.x);
+    store(row, col + 1u, acc.y);
+    store(row, col + 2u, acc.z);
+    store(row, col + 3u, acc.w);
+}
+

@@ -1,0 +1,123 @@
+//! What a kernel is to the backends: its tiling ([`KernelSpec`]), the prelude its source starts
+//! from in each language ([`WGSL_PRELUDE`], [`OPENCL_PRELUDE`]), and the uniform a WGSL kernel
+//! reads ([`Params`]): the binding layout, written once per language and once in Rust.
+
+use crate::problem::GemmProblem;
+use std::borrow::Cow;
+
+/// The start of every WGSL kernel: `struct Params`, the overrides `TRANS_A` and `TRANS_B`, bindings
+/// 0–3 (A and B as `array<vec4<f32>>`, C as `array<f32>`, the uniform), and the guarded loads
+/// (`elem_a`, `quad_a`, …) and stores (`store`, `store4`) every access goes through.
+pub const WGSL_PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// The start of every OpenCL C kernel: `TRANS_A`/`TRANS_B` defaults and the guarded helpers
+/// `elem`, `quad` (vload4) and `store`.
+pub const OPENCL_PRELUDE: &str = include_str!("../../kernels_cl/prelude.cl");
+
+/// One GEMM tiling and its sources, so the same algorithm runs on every API.
+///
+/// WGSL: [`WGSL_PRELUDE`] (bindings 0–3: A, B, C and the problem's [`Params`]; the overrides
+/// `TRANS_A` and `TRANS_B`), then the tiling's workgroup tiles and entry point `main`.
+/// OpenCL C: [`OPENCL_PRELUDE`], then `gemm(M, N, K, alpha, A, B, beta, C, lda, ldb, ldc)` (the
+/// seed's signature plus leading dimensions), built with `-D TRANS_A=0|1 -D TRANS_B=0|1`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelSpec {
+    /// The catalogue's key: unique, and stable across versions (tuning data is stored under it).
+    pub name: String,
+    /// Rows (M) and columns (N) of C computed by one workgroup.
+    pub tile_m: u32,
+    pub tile_n: u32,
+    /// Depth of the K slab staged in workgroup memory per step.
+    pub tile_k: u32,
+    /// Workgroup size, x (along N) by y (along M).
+    pub workgroup: [u32; 2],
+    /// Outputs per thread, rows by columns.
+    pub thread_tile: [u32; 2],
+    /// Width of global loads, in floats.
+    pub vector_width: u32,
+    /// WGSL source, starting with [`WGSL_PRELUDE`].
+    pub wgsl: Cow<'static, str>,
+    /// OpenCL C source, starting with [`OPENCL_PRELUDE`], where the tiling has one.
+    pub opencl: Option<Cow<'static, str>>,
+    /// Copies of each staged slab in workgroup memory (2 when double-buffered).
+    pub buffers: u32,
+    /// Whether the next slab's global loads are issued before this one is computed.
+    pub prefetch: bool,
+    /// Tile-rows per band of the grouped workgroup order (0: row-major order).
+    pub group_m: u32,
+}
+
+impl KernelSpec {
+    /// Threads per workgroup.
+    pub fn invocations(&self) -> u32 {
+        self.workgroup[0] * self.workgroup[1]
+    }
+
+    /// Workgroup memory of the staged slabs of A and B, bytes.
+    pub fn workgroup_memory_bytes(&self) -> u32 {
+        4 * self.tile_k * (self.tile_m + self.tile_n) * self.buffers
+    }
+
+    /// Workgroups to dispatch for an m×n output: (along N, along M).
+    pub fn dispatch(&self, m: usize, n: usize) -> (u64, u64) {
+        (
+            (n as u64).div_ceil(self.tile_n as u64),
+            (m as u64).div_ceil(self.tile_m as u64),
+        )
+    }
+}
+
+/// The problem as a WGSL kernel reads it at binding 3: field for field the prelude's
+/// `struct Params` (a test parses the prelude and checks the order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub lda: u32,
+    pub ldb: u32,
+    pub ldc: u32,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Params {
+    /// The uniform of `problem`, whose sizes the backend has checked to fit in u32
+    /// (`check_gpu_limits`).
+    pub fn of(problem: &GemmProblem) -> Self {
+        Params {
+            m: problem.m as u32,
+            n: problem.n as u32,
+            k: problem.k as u32,
+            lda: problem.lda() as u32,
+            ldb: problem.ldb() as u32,
+            ldc: problem.ldc() as u32,
+            alpha: problem.alpha,
+            beta: problem.beta,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_carry_the_leading_dimensions_and_scalars() {
+        let problem = GemmProblem::new(5, 6, 7)
+            .with_scalars(0.5, 2.0)
+            .with_leading_dims(9, 10, 11);
+        let expected = Params {
+            m: 5,
+            n: 6,
+            k: 7,
+            lda: 9,
+            ldb: 10,
+            ldc: 11,
+            alpha: 0.5,
+            beta: 2.0,
+        };
+        assert_eq!(Params::of(&problem), expected);
+    }
+}
