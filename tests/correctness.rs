@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::scripted::ScriptedGpu;
 use common::{correctness_cases, cpu_backend, ocl_backends, wgpu_backends};
 use std::sync::Arc;
 use tilegemm::verify::verify;
@@ -101,13 +102,30 @@ fn ocl_tile24_matches_reference() {
     check_kernel(&ocl_backends(), "tile24");
 }
 
+/// The checker itself: a kernel off by one, one that leaves an element unwritten and one that
+/// writes into C's row padding are each caught — on every case, or on every padded case.
 #[test]
-fn the_case_matrix_covers_the_issue_list() {
+fn the_checker_catches_wrong_unwritten_and_padding_writes() {
+    let gpu = ScriptedGpu::offering(&["good", "wrong", "lazy", "sloppy"]);
     let cases = correctness_cases();
-    assert_eq!(cases.len(), 7 * 4 * 2 * 2);
-    assert!(cases.iter().any(|c| c.shape.k == 1));
-    assert!(cases.iter().any(|c| c.alpha == 0.5
-        && c.beta == 2.0
-        && c.trans_a.is_transposed()
-        && c.trans_b.is_transposed()));
+    let failed = |kernel: &str| -> Vec<bool> {
+        cases
+            .iter()
+            .map(|case| !verify(&gpu, kernel, case).pass)
+            .collect()
+    };
+    // Padding lies between rows: a one-row C has none.
+    let padded: Vec<bool> = cases
+        .iter()
+        .map(|case| case.ld_pad > 0 && case.shape.m > 1)
+        .collect();
+    assert!(failed("good").iter().all(|f| !f), "the control passes");
+    assert!(failed("wrong").iter().all(|&f| f));
+    assert!(failed("lazy").iter().all(|&f| f));
+    assert_eq!(
+        failed("sloppy"),
+        padded,
+        "caught exactly where C has padding"
+    );
+    assert!(padded.contains(&true) && padded.contains(&false));
 }

@@ -65,6 +65,10 @@ fn many_resident_gemms_then_one_readback() {
 #[test]
 fn resident_buffers_are_checked() {
     let other_engine = Engine::new();
+    assert!(
+        !(common::wgpu_required() && other_engine.wgpu_devices().is_empty()),
+        "a wgpu device is required"
+    );
     for (device, other) in engine()
         .wgpu_devices()
         .iter()

@@ -280,7 +280,10 @@ fn the_model_predicts_unmeasured_shapes_from_the_learned_crossover() {
     let model = Model::train(&databases, 5).unwrap();
     let quality = model.quality.clone().expect("10 shapes: held-out quality");
     assert_eq!((quality.folds, quality.shapes), (5, 10));
-    assert!((0.0..=1.0).contains(&quality.top1) && quality.max_regret >= quality.mean_regret);
+    // The crossover is clear-cut: held out, every shape's winner is still found (a model or a
+    // judge that picked the slower device would score top-1 ≈ 0 with regrets of 10×).
+    assert!(quality.top1 >= 0.9, "{quality:?}");
+    assert!(quality.max_regret < 0.5, "{quality:?}");
 
     let dir = temp_dir("model-select");
     for db in &databases {

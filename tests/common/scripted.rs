@@ -133,9 +133,16 @@ impl Backend for ScriptedGpu {
         let exact = reference_gemm(problem, a, b, c)?;
         let offset = if kernel == "wrong" { 1.0 } else { 0.0 };
         let (n, ldc) = (problem.n, problem.ldc());
-        for (row_out, row_exact) in c.chunks_mut(ldc).zip(exact.chunks(n.max(1))) {
-            for (out, value) in row_out.iter_mut().zip(row_exact).take(n) {
-                *out = *value as f32 + offset;
+        let last = problem.m * n - 1;
+        for (row, (row_out, row_exact)) in c.chunks_mut(ldc).zip(exact.chunks(n.max(1))).enumerate()
+        {
+            for (col, out) in row_out.iter_mut().enumerate() {
+                match row_exact.get(col) {
+                    Some(_) if kernel == "lazy" && row * n + col == last => {}
+                    Some(value) => *out = *value as f32 + offset,
+                    None if kernel == "sloppy" => *out = 0.0,
+                    None => {}
+                }
             }
         }
         Ok(())
