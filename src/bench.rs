@@ -42,28 +42,40 @@ impl Default for BenchConfig {
 /// The result of measuring one (backend, kernel) at one shape. Times in seconds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Measurement {
+    /// The device's name, as its API reports it.
     pub device: String,
     /// The device's stable key (`DeviceInfo::key`); empty in files written before it existed.
     #[serde(default)]
     pub device_key: String,
+    /// The backend the device was opened through (`cpu`, `wgpu`, `ocl`).
     pub backend: String,
+    /// The API underneath the backend (`vulkan`, `metal`, `dx12`, `opencl`, `native`).
     pub api: String,
+    /// The kernel's catalogue name.
     pub kernel: String,
+    /// Rows of op(A) and of C.
     pub m: usize,
+    /// Columns of op(B) and of C.
     pub n: usize,
+    /// Depth of the product: columns of op(A), rows of op(B).
     pub k: usize,
     /// Median kernel time: device-measured where `device_timed`, else the end-to-end time.
     pub kernel_seconds: f64,
+    /// Fastest repetition of `kernel_seconds`, seconds.
     pub kernel_seconds_min: f64,
+    /// Slowest repetition of `kernel_seconds`, seconds.
     pub kernel_seconds_max: f64,
     /// Median wall time of the whole call, host↔device copies included.
     pub end_to_end_seconds: f64,
+    /// Fastest end-to-end repetition, seconds.
     pub end_to_end_seconds_min: f64,
+    /// Slowest end-to-end repetition, seconds.
     pub end_to_end_seconds_max: f64,
     /// GFLOPS from the median kernel time.
     pub gflops: f64,
     /// GFLOPS from the median end-to-end time.
     pub e2e_gflops: f64,
+    /// Timed repetitions actually run (warm-up runs not counted).
     pub reps: usize,
     /// Whether `kernel_seconds` came from the device's own clock.
     pub device_timed: bool,
@@ -71,12 +83,17 @@ pub struct Measurement {
 
 /// Random operands for `problem` (C preloaded too, so β ≠ 0 reads real numbers).
 pub struct Operands {
+    /// A as the problem stores it: as many elements as it spans (`Extents::a`).
     pub a: Vec<f32>,
+    /// B as the problem stores it: as many elements as it spans (`Extents::b`).
     pub b: Vec<f32>,
+    /// C as the problem stores it (`Extents::c` elements); every run overwrites it.
     pub c: Vec<f32>,
 }
 
 impl Operands {
+    /// Operands sized for `problem`, uniform in [−1, 1], drawn from `seed` (same seed, same data);
+    /// an error when the problem's leading dimensions or sizes are invalid.
     pub fn random(problem: &GemmProblem, seed: u64) -> Result<Self> {
         let extents = problem.extents()?;
         let mut rng = SmallRng::seed_from_u64(seed);

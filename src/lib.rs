@@ -1,8 +1,9 @@
 //! tilegemm: single-precision GEMM, `C ← α·op(A)·op(B) + β·C`, on any GPU API a host has.
 //!
-//! An [`Engine`] discovers this host's backends — the CPU (always), every wgpu adapter (Vulkan,
-//! Metal, DX12; lavapipe on CPU-only hosts) — and runs GEMMs on host slices, on ndarray matrices,
-//! or (wgpu) on matrices kept on the device.
+//! An [`Engine`] discovers this host's devices — the CPU (always), every wgpu adapter (Vulkan,
+//! Metal, DX12; lavapipe on CPU-only hosts), every OpenCL device (cargo feature `ocl`) — and runs
+//! GEMMs on host slices, on ndarray matrices, or (wgpu) on matrices kept on the device, each on the
+//! (device, kernel) its selector expects to be fastest for that shape on this host.
 //!
 //! ```no_run
 //! use tilegemm::{Engine, GemmProblem};
@@ -17,6 +18,40 @@
 //! println!("ran on {ran_on:?}");
 //! # Ok::<(), tilegemm::Error>(())
 //! ```
+//!
+//! # Architecture
+//!
+//! The modules, lowest first; each uses only those above it in this list.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`error`] | [`Error`], one enum for every failure, foreign errors kept as sources; [`Blame`] |
+//! | [`problem`] | [`GemmProblem`] (sizes, scalars, transposes, leading dimensions) and its validation |
+//! | [`device`] | who a device is ([`DeviceInfo`], its key) and what it can do ([`Capabilities`]) |
+//! | [`kernel`] | the kernel catalogue, built once: the seed tilings and the generated family, each a parameter set plus WGSL and OpenCL C sources that share one prelude per language |
+//! | [`reference`] | the f64 reference GEMM every kernel is judged against |
+//! | [`backend`] | the [`Backend`] trait; `cpu`; the host-slice GPU path written once over a small runtime trait that `wgpu` and `ocl` implement; discovery |
+//! | [`verify`], [`bench`] | a kernel checked against the reference on poisoned C; a kernel timed |
+//! | [`telemetry`] | Welford statistics of what ran, fallbacks, A/B arms |
+//! | [`select`] | for the devices it is given: candidates, the prior, the tuning store, the learned model, ranking, policies, the guard (validation probe, disabled kernels) |
+//! | [`engine`] | discovery + selector + policy + guard + telemetry behind `gemm`, `gemm_on`, `matmul` |
+//!
+//! # One call
+//!
+//! [`Engine::gemm`]`(problem, a, b, c)`:
+//! 1. `problem.check_lengths` — a bad call is a typed error before anything runs, C untouched;
+//! 2. the selector ranks every candidate (backend, kernel) that passes the device's capability
+//!    checks — by measurements of this host, else the learned model, else the prior — and caches
+//!    the ranking per shape;
+//! 3. the policy orders the ranking (adaptive, baseline, fixed kernel, or one arm of an A/B);
+//! 4. down that order: the guard skips disabled kernels and validates a kernel's first use on a
+//!    seeded probe; the backend runs the GEMM (GPU backends: upload A, B (and C when β ≠ 0) into
+//!    reused buffers, launch the cached program, read back C's valid columns);
+//! 5. a kernel failure disables that kernel for these transposes and the call moves on; a problem
+//!    that does not fit a device moves on without disabling anything; both are recorded in the
+//!    telemetry, and the first success returns the [`Choice`] that ran.
+
+#![warn(missing_docs)]
 
 pub mod backend;
 pub mod bench;

@@ -19,8 +19,10 @@ use std::str::FromStr;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Transpose {
+    /// Used as stored (the default).
     #[default]
     No,
+    /// Used transposed: op(X) is Xᵀ.
     Yes,
 }
 
@@ -34,6 +36,7 @@ impl Transpose {
         }
     }
 
+    /// True for [`Transpose::Yes`].
     pub fn is_transposed(self) -> bool {
         self == Transpose::Yes
     }
@@ -43,12 +46,19 @@ impl Transpose {
 /// the `with_*` methods; leading dimensions default to the packed layout of each operand.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmProblem {
+    /// Rows of op(A) and of C (0: nothing to do).
     pub m: usize,
+    /// Columns of op(B) and of C (0: nothing to do).
     pub n: usize,
+    /// Depth of the product: columns of op(A), rows of op(B) (0: C ← β·C).
     pub k: usize,
+    /// α, the scale of op(A)·op(B).
     pub alpha: f32,
+    /// β, the scale of the incoming C (0: C is not read, as in BLAS).
     pub beta: f32,
+    /// Whether A is stored transposed (k×m instead of m×k).
     pub trans_a: Transpose,
+    /// Whether B is stored transposed (n×k instead of k×n).
     pub trans_b: Transpose,
     lda: Option<usize>,
     ldb: Option<usize>,
@@ -58,8 +68,11 @@ pub struct GemmProblem {
 /// How many elements of each slice a validated problem touches (row stride × rows, last row short).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extents {
+    /// Elements of A's slice the problem touches.
     pub a: usize,
+    /// Elements of B's slice the problem touches.
     pub b: usize,
+    /// Elements of C's slice the problem touches.
     pub c: usize,
 }
 
@@ -80,12 +93,14 @@ impl GemmProblem {
         }
     }
 
+    /// Sets α and β of `C ← α·op(A)·op(B) + β·C`.
     pub fn with_scalars(mut self, alpha: f32, beta: f32) -> Self {
         self.alpha = alpha;
         self.beta = beta;
         self
     }
 
+    /// Sets whether A and B are stored transposed; leading dimensions not set explicitly follow.
     pub fn with_transpose(mut self, trans_a: Transpose, trans_b: Transpose) -> Self {
         self.trans_a = trans_a;
         self.trans_b = trans_b;
@@ -116,14 +131,17 @@ impl GemmProblem {
         }
     }
 
+    /// Row stride of A as stored, in elements: the explicit one, else its stored row length.
     pub fn lda(&self) -> usize {
         self.lda.unwrap_or(self.stored_a().1)
     }
 
+    /// Row stride of B as stored, in elements: the explicit one, else its stored row length.
     pub fn ldb(&self) -> usize {
         self.ldb.unwrap_or(self.stored_b().1)
     }
 
+    /// Row stride of C, in elements: the explicit one, else n (packed).
     pub fn ldc(&self) -> usize {
         self.ldc.unwrap_or(self.n)
     }
@@ -214,12 +232,16 @@ pub fn scale_c(problem: &GemmProblem, c: &mut [f32]) {
 /// A problem size `MxNxK`, as written on the command line (e.g. `1399x1401x1400`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Shape {
+    /// Rows of C (M).
     pub m: usize,
+    /// Columns of C (N).
     pub n: usize,
+    /// Depth of the product (K).
     pub k: usize,
 }
 
 impl Shape {
+    /// The shape M×N×K.
     pub fn new(m: usize, n: usize, k: usize) -> Self {
         Shape { m, n, k }
     }

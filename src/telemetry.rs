@@ -17,13 +17,16 @@ const MAX_FALLBACK_EVENTS: usize = 256;
 /// Running count, mean and variance of a series (Welford).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Welford {
+    /// Values pushed so far.
     pub count: u64,
+    /// Mean of the values pushed (0 before the first).
     pub mean: f64,
     /// Sum of squared differences from the mean.
     m2: f64,
 }
 
 impl Welford {
+    /// Adds one value to the series.
     pub fn push(&mut self, x: f64) {
         self.count += 1;
         let delta = x - self.mean;
@@ -40,6 +43,7 @@ impl Welford {
         }
     }
 
+    /// Sample standard deviation (n − 1); 0 below two values.
     pub fn std_dev(&self) -> f64 {
         self.variance().sqrt()
     }
@@ -48,8 +52,11 @@ impl Welford {
 /// Calls of one (backend, device, kernel).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct KernelStats {
+    /// The backend of the device (`cpu`, `wgpu`, `ocl`).
     pub backend: String,
+    /// The device's name, as its API reports it.
     pub device: String,
+    /// The kernel's catalogue name.
     pub kernel: String,
     /// Calls that returned a result.
     pub calls: u64,
@@ -84,16 +91,20 @@ pub struct Fallback {
 pub struct ArmStats {
     /// The arm's policy, e.g. `adaptive`.
     pub arm: String,
+    /// The problem shape, `MxNxK`.
     pub shape: String,
+    /// End-to-end GFLOPS of the arm's successful calls at this shape.
     pub gflops: Welford,
 }
 
 /// A copy of an engine's telemetry.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
+    /// One entry per (backend, device, kernel) that was called or failed, in order of first use.
     pub kernels: Vec<KernelStats>,
     /// Microseconds from a GEMM call to its ranked candidates (cache hits included).
     pub selection_latency_us: Welford,
+    /// Every fallback since creation or the last reset, including those no longer kept.
     pub fallbacks_total: u64,
     /// The latest fallbacks, oldest first (at most 256).
     pub fallbacks: Vec<Fallback>,
@@ -112,6 +123,7 @@ impl Telemetry {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Adds the time one selection took (ranking or cache hit) to `selection_latency_us`.
     pub fn record_selection(&self, latency: Duration) {
         self.with(|r| r.selection_latency_us.push(latency.as_secs_f64() * 1e6));
     }
@@ -159,6 +171,7 @@ impl Telemetry {
         });
     }
 
+    /// A copy of everything recorded so far.
     pub fn snapshot(&self) -> Report {
         self.with(|r| r.clone())
     }
@@ -193,8 +206,11 @@ fn kernel_entry<'a>(
 /// One line of an A/B comparison: both arms at a shape both ran.
 #[derive(Clone, Debug, Serialize)]
 pub struct AbRow {
+    /// The problem shape, `MxNxK`.
     pub shape: String,
+    /// End-to-end GFLOPS of arm A at this shape.
     pub a: Welford,
+    /// End-to-end GFLOPS of arm B at this shape.
     pub b: Welford,
     /// Mean GFLOPS of arm B ÷ arm A.
     pub b_over_a: f64,

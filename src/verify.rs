@@ -13,10 +13,15 @@ use std::time::Instant;
 /// Everything about one check but the device: shape, transposes, scalars and layout padding.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VerifyCase {
+    /// Sizes M×N×K.
     pub shape: Shape,
+    /// Whether A is stored transposed.
     pub trans_a: Transpose,
+    /// Whether B is stored transposed.
     pub trans_b: Transpose,
+    /// α, the scale of op(A)·op(B).
     pub alpha: f32,
+    /// β, the scale of the incoming C (0: C is not read, so it starts as NaN).
     pub beta: f32,
     /// Extra elements at the end of every stored row of A, B and C (0 = packed).
     pub ld_pad: usize,
@@ -35,6 +40,7 @@ impl VerifyCase {
         }
     }
 
+    /// The GEMM of this case, every leading dimension padded by `ld_pad`.
     pub fn problem(&self) -> GemmProblem {
         let packed = self
             .shape
@@ -53,27 +59,44 @@ impl VerifyCase {
 /// or C holds a non-finite value).
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
+    /// The backend of the device checked (`cpu`, `wgpu`, `ocl`).
     pub backend: String,
+    /// The API underneath the backend (`vulkan`, `metal`, `dx12`, `opencl`, `native`).
     pub api: String,
+    /// The device's name, as its API reports it.
     pub device: String,
+    /// The checked kernel's catalogue name.
     pub kernel: String,
+    /// Rows of op(A) and of C.
     pub m: usize,
+    /// Columns of op(B) and of C.
     pub n: usize,
+    /// Depth of the product: columns of op(A), rows of op(B).
     pub k: usize,
+    /// Whether A was stored transposed.
     pub trans_a: bool,
+    /// Whether B was stored transposed.
     pub trans_b: bool,
+    /// α, the scale of op(A)·op(B).
     pub alpha: f32,
+    /// β, the scale of the incoming C.
     pub beta: f32,
+    /// Extra elements at the end of every stored row of A, B and C (0 = packed).
     pub ld_pad: usize,
     /// The seed of the random inputs ([`verify_seeded`] reproduces them).
     pub seed: u64,
+    /// `max|C − R| / max|R|` against the f64 reference R; None when the run failed or C holds a
+    /// non-finite value.
     pub max_rel_error: Option<f64>,
+    /// The largest relative error that passes, from K ([`tolerance`]).
     pub tolerance: f64,
     /// Whether every element of C outside the m×n result (row padding) kept its poison.
     pub padding_intact: bool,
+    /// Whether the error is below the tolerance and the padding is intact.
     pub pass: bool,
     /// Wall time of the call, first-use compilation included.
     pub seconds: f64,
+    /// Why the run (or the reference) failed; None when it ran.
     pub error: Option<String>,
 }
 

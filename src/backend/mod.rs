@@ -23,8 +23,10 @@ use std::sync::Arc;
 
 /// One device of one API that can run GEMMs. Implementations are cheap to share across threads.
 pub trait Backend: Send + Sync {
+    /// Who this device is: backend, API, name, driver, and the key its tuning data is stored under.
     fn info(&self) -> &DeviceInfo;
 
+    /// This device's limits and optional features, which decide the kernels it can run.
     fn capabilities(&self) -> &Capabilities;
 
     /// Names of every kernel this backend offers.

@@ -21,13 +21,15 @@ use std::fmt::Write;
 /// One member of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileParams {
-    /// Rows (BM) and columns (BN) of C computed by one workgroup.
+    /// Rows of C computed by one workgroup (BM).
     pub bm: u32,
+    /// Columns of C computed by one workgroup (BN).
     pub bn: u32,
     /// Depth of the K slab staged in workgroup memory per step.
     pub bk: u32,
-    /// Outputs per thread: rows (TM) by columns (TN).
+    /// Rows of C computed by one thread (TM).
     pub tm: u32,
+    /// Columns of C computed by one thread (TN).
     pub tn: u32,
     /// Grouped workgroup order: bands of this many tile-rows walked column by column, so workgroups
     /// running together share B panels in L2 (0: plain row-major order).

@@ -24,8 +24,9 @@ pub const OPENCL_PRELUDE: &str = include_str!("../../kernels_cl/prelude.cl");
 pub struct KernelSpec {
     /// The catalogue's key: unique, and stable across versions (tuning data is stored under it).
     pub name: String,
-    /// Rows (M) and columns (N) of C computed by one workgroup.
+    /// Rows of C (along M) computed by one workgroup.
     pub tile_m: u32,
+    /// Columns of C (along N) computed by one workgroup.
     pub tile_n: u32,
     /// Depth of the K slab staged in workgroup memory per step.
     pub tile_k: u32,
@@ -72,13 +73,21 @@ impl KernelSpec {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Rows of op(A) and of C.
     pub m: u32,
+    /// Columns of op(B) and of C.
     pub n: u32,
+    /// Depth of the product: columns of op(A), rows of op(B).
     pub k: u32,
+    /// Row stride of A as stored, in elements.
     pub lda: u32,
+    /// Row stride of B as stored, in elements.
     pub ldb: u32,
+    /// Row stride of C, in elements.
     pub ldc: u32,
+    /// α, the scale of op(A)·op(B).
     pub alpha: f32,
+    /// β, the scale of the incoming C (0: C is not read).
     pub beta: f32,
 }
 

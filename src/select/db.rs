@@ -20,9 +20,13 @@ const VERSION: u32 = 1;
 /// One measurement of one kernel at one shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
+    /// Rows of C (M) of the measured shape.
     pub m: usize,
+    /// Columns of C (N) of the measured shape.
     pub n: usize,
+    /// Depth (K) of the measured shape.
     pub k: usize,
+    /// The measured kernel's catalogue name.
     pub kernel: String,
     /// GFLOPS of the kernel alone (device clock where available).
     pub gflops: f64,
@@ -33,13 +37,21 @@ pub struct Row {
 /// Every measurement of one device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TuningDb {
+    /// Always `tilegemm-tuning-db`: marks the file as a tuning database.
     pub format: String,
+    /// Layout version of the file (this build reads 1).
     pub version: u32,
+    /// The measured device's key (`backend/api/name/driver`); the file is named after it.
     pub device_key: String,
+    /// The backend the device was opened through.
     pub backend: BackendKind,
+    /// The API underneath the backend (`vulkan`, `metal`, `dx12`, `opencl`, `native`).
     pub api: String,
+    /// The device's name, as its API reports it.
     pub device: String,
+    /// Driver name and version.
     pub driver: String,
+    /// The measurements, at most one per (shape, kernel).
     pub rows: Vec<Row>,
 }
 

@@ -49,9 +49,13 @@ pub enum Source {
 /// One candidate and what is known of it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {
+    /// The backend of the device (`cpu`, `wgpu`, `ocl`).
     pub backend: String,
+    /// The API underneath the backend (`vulkan`, `metal`, `dx12`, `opencl`, `native`).
     pub api: String,
+    /// The device's name, as its API reports it.
     pub device: String,
+    /// The kernel's catalogue name.
     pub kernel: String,
     /// End-to-end GFLOPS at this shape: measured, or predicted by the model.
     pub predicted_gflops: Option<f64>,
@@ -60,9 +64,12 @@ pub struct Candidate {
 /// The selector's answer for one shape.
 #[derive(Clone, Debug, Serialize)]
 pub struct Selection {
+    /// The candidate ranked first: the one that runs.
     #[serde(flatten)]
     pub chosen: Candidate,
+    /// Where the ranking came from.
     pub source: Source,
+    /// The candidate ranked second; None when there is only one.
     pub runner_up: Option<Candidate>,
     /// Every candidate in the order ranked: the choice first, then the fallbacks.
     #[serde(skip)]

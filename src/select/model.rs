@@ -51,12 +51,15 @@ pub const FEATURES: [&str; 21] = [
 /// on each row's own single end-to-end measurement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
+    /// Folds actually used: the requested count, clamped to between 2 and the number of shapes.
     pub folds: usize,
+    /// Shapes judged, each by a model trained without it.
     pub shapes: usize,
     /// Share of shapes whose predicted best pair is the measured best.
     pub top1: f64,
-    /// best GFLOPS ÷ chosen GFLOPS − 1, averaged over shapes, and the worst.
+    /// Best GFLOPS ÷ chosen GFLOPS − 1, averaged over shapes (0: always the best).
     pub mean_regret: f64,
+    /// The largest regret (best GFLOPS ÷ chosen GFLOPS − 1) over the shapes.
     pub max_regret: f64,
     /// The same three against the raw per-row end-to-end measurements (copy noise included).
     #[serde(default)]
@@ -66,8 +69,11 @@ pub struct Quality {
 /// Top-1 and regret of a set of choices against one notion of the best.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Regret {
+    /// Share of shapes (0 to 1) whose chosen pair is the best.
     pub top1: f64,
+    /// Best GFLOPS ÷ chosen GFLOPS − 1, averaged over shapes.
     pub mean_regret: f64,
+    /// The largest regret over the shapes.
     pub max_regret: f64,
 }
 
@@ -86,12 +92,17 @@ impl Regret {
 /// A trained model and what it was trained on.
 #[derive(Serialize, Deserialize)]
 pub struct Model {
+    /// Always `tilegemm-selector-model`: marks the file as a selector model.
     pub format: String,
+    /// Layout version of the file (this build reads 3).
     pub version: u32,
     /// Keys of the devices it knows; the `device` feature is an index into this list.
     pub devices: Vec<String>,
+    /// Names of the input features, in order; a model is only loaded when they equal [`FEATURES`].
     pub features: Vec<String>,
+    /// Measurements (tuning-database rows) it was trained on.
     pub rows: usize,
+    /// Held-out quality; None when trained on fewer than two shapes.
     pub quality: Option<Quality>,
     booster: GBDT,
 }
@@ -361,6 +372,7 @@ impl Model {
         format!("host-{hash:016x}.model.json")
     }
 
+    /// Writes the model atomically into `dir`, named after its devices' keys; returns the path.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         let path = dir.join(Self::file_name(&self.devices));
         std::fs::create_dir_all(dir)
