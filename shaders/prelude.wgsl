@@ -30,19 +30,20 @@ override TRANS_B: bool = false;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-/// Whether (row, col) lies inside A as stored.
-fn inside_a(row: u32, col: u32) -> bool {
-    return row < select(params.m, params.k, TRANS_A) && col < select(params.k, params.m, TRANS_A);
+/// Rows and columns of A as stored.
+fn stored_a() -> vec2<u32> {
+    return select(vec2<u32>(params.m, params.k), vec2<u32>(params.k, params.m), TRANS_A);
 }
 
-/// Whether (row, col) lies inside B as stored.
-fn inside_b(row: u32, col: u32) -> bool {
-    return row < select(params.k, params.n, TRANS_B) && col < select(params.n, params.k, TRANS_B);
+/// Rows and columns of B as stored.
+fn stored_b() -> vec2<u32> {
+    return select(vec2<u32>(params.k, params.n), vec2<u32>(params.n, params.k), TRANS_B);
 }
 
 /// Element (row, col) of A as stored, or 0 outside it.
 fn elem_a(row: u32, col: u32) -> f32 {
-    if (!inside_a(row, col)) {
+    let size = stored_a();
+    if (row >= size.x || col >= size.y) {
         return 0.0;
     }
     let i = row * params.lda + col;
@@ -51,7 +52,8 @@ fn elem_a(row: u32, col: u32) -> f32 {
 
 /// Element (row, col) of B as stored, or 0 outside it.
 fn elem_b(row: u32, col: u32) -> f32 {
-    if (!inside_b(row, col)) {
+    let size = stored_b();
+    if (row >= size.x || col >= size.y) {
         return 0.0;
     }
     let i = row * params.ldb + col;
@@ -59,31 +61,46 @@ fn elem_b(row: u32, col: u32) -> f32 {
 }
 
 /// Elements (row, col..col+4) of A as stored, 0 outside it; col % 4 == 0. One 16-byte load when
-/// the quad lies wholly inside and rows are 16-byte aligned (lda % 4 == 0), else four guarded
-/// elements.
+/// the quad lies wholly inside and rows are 16-byte aligned (lda % 4 == 0), else element by
+/// element, each guarded (a loop, not four inlined loads: the edge path stays small, which the
+/// register-blocked kernels' loops are measured to need).
 fn quad_a(row: u32, col: u32) -> vec4<f32> {
-    if (params.lda % 4u == 0u && inside_a(row, col + 3u)) {
-        return a[(row * params.lda + col) / 4u];
+    let size = stored_a();
+    if (row >= size.x) {
+        return vec4<f32>(0.0);
     }
-    return vec4<f32>(
-        elem_a(row, col),
-        elem_a(row, col + 1u),
-        elem_a(row, col + 2u),
-        elem_a(row, col + 3u),
-    );
+    let base = row * params.lda + col;
+    if (params.lda % 4u == 0u && col + 3u < size.y) {
+        return a[base / 4u];
+    }
+    var q = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (col + e < size.y) {
+            let i = base + e;
+            q[e] = a[i / 4u][i % 4u];
+        }
+    }
+    return q;
 }
 
 /// As `quad_a`, for B.
 fn quad_b(row: u32, col: u32) -> vec4<f32> {
-    if (params.ldb % 4u == 0u && inside_b(row, col + 3u)) {
-        return b[(row * params.ldb + col) / 4u];
+    let size = stored_b();
+    if (row >= size.x) {
+        return vec4<f32>(0.0);
     }
-    return vec4<f32>(
-        elem_b(row, col),
-        elem_b(row, col + 1u),
-        elem_b(row, col + 2u),
-        elem_b(row, col + 3u),
-    );
+    let base = row * params.ldb + col;
+    if (params.ldb % 4u == 0u && col + 3u < size.y) {
+        return b[base / 4u];
+    }
+    var q = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (col + e < size.y) {
+            let i = base + e;
+            q[e] = b[i / 4u][i % 4u];
+        }
+    }
+    return q;
 }
 
 /// C[row, col] ← α·acc + β·C[row, col] where (row, col) lies inside C. β = 0 never reads C: it may
@@ -99,11 +116,13 @@ fn store(row: u32, col: u32, acc: f32) {
     }
 }
 
-/// `store` of C[row, col..col+4].
+/// `store` of C[row, col..col+4]: the row is checked once, each column on its own.
 fn store4(row: u32, col: u32, acc: vec4<f32>) {
-    store(row, col, acc.x);
-    store(row, col + 1u, acc.y);
-    store(row, col + 2u, acc.z);
-    store(row, col + 3u, acc.w);
+    if (row >= params.m) {
+        return;
+    }
+    for (var e = 0u; e < 4u; e++) {
+        store(row, col + e, acc[e]);
+    }
 }
 
