@@ -29,6 +29,7 @@ pub mod problem;
 pub mod reference;
 pub mod select;
 pub mod telemetry;
+pub mod tune;
 pub mod verify;
 
 pub use backend::wgpu::{DeviceMatrix, WgpuBackend};
