@@ -24,7 +24,6 @@ pub mod engine;
 pub mod error;
 pub mod family;
 pub mod kernels;
-pub mod plot;
 pub mod problem;
 pub mod reference;
 pub mod select;

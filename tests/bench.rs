@@ -72,6 +72,12 @@ fn tilegemm(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The cells of a markdown table's row.
+fn cells(row: &str) -> Vec<&str> {
+    let row = row.trim().trim_start_matches('|').trim_end_matches('|');
+    row.split('|').map(str::trim).collect()
+}
+
 #[test]
 fn bench_writes_table_json_and_chart() {
     let dir = std::env::temp_dir().join(format!("tilegemm-bench-{}", std::process::id()));
@@ -134,14 +140,14 @@ fn bench_writes_table_json_and_chart() {
     // The % column is the measured GFLOPS over the reference's 1000.
     let m32 = measurements.iter().find(|m| m["m"] == 32).unwrap();
     let percent = format!("{:.1}", m32["gflops"].as_f64().unwrap() / 10.0);
+    let header = cells(table.lines().next().unwrap());
+    let column = |name: &str| header.iter().position(|&h| h == name).unwrap();
     let row = table
         .lines()
-        .find(|l| l.contains("32x32x32") && !l.starts_with("refblas"))
+        .map(cells)
+        .find(|row| row[column("shape")] == "32x32x32" && row[column("device")] != "refblas")
         .unwrap();
-    assert!(
-        row.trim_end().ends_with(&percent),
-        "{row} should end with {percent}"
-    );
+    assert_eq!(row[column("% ref")], percent, "{row:?}");
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(
         chart.starts_with("<svg")
