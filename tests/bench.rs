@@ -1,9 +1,8 @@
-//! The benchmark harness and the `bench` / `chart` commands.
+//! The benchmark harness and (with the `cli` feature) the `bench` / `chart` commands.
 
 mod common;
 
 use common::{cpu_backend, ocl_backends, wgpu_backends};
-use std::process::Command;
 use tilegemm::bench::{measure, BenchConfig, Operands};
 use tilegemm::GemmProblem;
 
@@ -65,19 +64,22 @@ fn the_time_budget_cuts_repetitions_but_not_below_the_minimum() {
     assert_eq!(m.reps, 3);
 }
 
+#[cfg(feature = "cli")]
 fn tilegemm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_tilegemm"))
         .args(args)
         .output()
         .unwrap()
 }
 
 /// The cells of a markdown table's row.
+#[cfg(feature = "cli")]
 fn cells(row: &str) -> Vec<&str> {
     let row = row.trim().trim_start_matches('|').trim_end_matches('|');
     row.split('|').map(str::trim).collect()
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn bench_writes_table_json_and_chart() {
     let dir = std::env::temp_dir().join(format!("tilegemm-bench-{}", std::process::id()));
