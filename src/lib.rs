@@ -59,11 +59,11 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod kernel;
-pub mod plot;
 pub mod problem;
 pub mod reference;
 pub mod select;
 pub mod telemetry;
+pub mod tune;
 pub mod verify;
 
 pub use backend::{Backend, DeviceMatrix, WgpuBackend};

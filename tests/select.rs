@@ -150,6 +150,7 @@ fn measured_shapes_are_chosen_by_their_measurements() {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn tune_then_select_from_the_command_line() {
     let dir = temp_dir("tune-cli");

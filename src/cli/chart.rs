@@ -1,17 +1,18 @@
-//! Charts of benchmark results: GFLOPS against problem size, one line per (API, kernel, device),
-//! with an optional reference library (cuBLAS) as a dashed line. SVG or PNG by file extension.
+//! Charts of benchmark results (`bench --plot`, `chart`): GFLOPS against problem size, one line
+//! per (API, kernel, device), with an optional reference library (cuBLAS) as a dashed line. SVG or
+//! PNG by file extension.
 //!
 //! Text is rendered with a TrueType font found on this host at run time (`TILEGEMM_FONT`, or
 //! DejaVu/Liberation/Arial in the usual places), so building needs no system font library.
 
-use crate::bench::Measurement;
-use crate::error::{Error, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
+use tilegemm::bench::Measurement;
 
 /// One result of a reference library, as `cublas_sgemm.py` prints it (one JSON object per line).
 #[derive(Clone, Debug, Deserialize)]
@@ -26,23 +27,20 @@ pub struct ReferencePoint {
 /// Reads reference results: JSON objects one per line (lines that are not JSON objects are skipped),
 /// or one JSON array.
 pub fn read_reference(path: &Path) -> Result<Vec<ReferencePoint>> {
-    let fail = |message: String| Error::File {
-        path: path.display().to_string(),
-        message,
-        source: None,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let not_reference = || format!("{} holds no valid reference results", path.display());
     if text.trim_start().starts_with('[') {
-        return serde_json::from_str(&text).map_err(|e| fail(e.to_string()));
+        return serde_json::from_str(&text).with_context(not_reference);
     }
     let points: Vec<ReferencePoint> = text
         .lines()
         .filter(|line| line.trim_start().starts_with('{'))
         .map(serde_json::from_str)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| fail(e.to_string()))?;
+        .collect::<serde_json::Result<_>>()
+        .with_context(not_reference)?;
     if points.is_empty() {
-        return Err(fail("no reference results in it".into()));
+        bail!(not_reference());
     }
     Ok(points)
 }
@@ -82,11 +80,7 @@ fn ensure_font() -> Result<()> {
             )
         })
         .clone()
-        .map_err(|message| Error::File {
-            path: "chart".into(),
-            message,
-            source: None,
-        })
+        .map_err(|message| anyhow!(message))
 }
 
 /// Problem size on the x axis: N for N³, the geometric mean ∛(M·N·K) otherwise.
@@ -102,11 +96,6 @@ pub fn chart(
     title: &str,
 ) -> Result<()> {
     ensure_font()?;
-    let fail = |message: String| Error::File {
-        path: path.display().to_string(),
-        message,
-        source: None,
-    };
     let size_px = (1200, 760);
     let extension = path
         .extension()
@@ -128,7 +117,7 @@ pub fn chart(
         ),
         _ => Err("the chart file must end in .svg or .png".to_string()),
     }
-    .map_err(fail)
+    .map_err(|message| anyhow!("{}: {message}", path.display()))
 }
 
 fn draw<DB: DrawingBackend>(

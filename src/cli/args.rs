@@ -1,0 +1,79 @@
+//! The argument groups that several commands share: which devices and kernels, the scalars and
+//! transposes of a problem, and the shapes to run on.
+
+use clap::Args;
+use tilegemm::{BackendKind, Engine, EngineOptions, Shape, Target};
+
+/// Which devices and kernels a command uses.
+#[derive(Args)]
+pub struct Selection {
+    /// Only this backend: cpu, wgpu or ocl.
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
+    /// Only devices whose name contains this (case-insensitive).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Only this kernel (e.g. tile16, tile20, tile24, native).
+    #[arg(long)]
+    pub kernel: Option<String>,
+}
+
+impl Selection {
+    pub fn target(&self) -> Target {
+        Target {
+            backend: self.backend,
+            device: self.device.clone(),
+            kernel: self.kernel.clone(),
+        }
+    }
+
+    /// Opens only the backends the selection can use.
+    pub fn engine(&self) -> Engine {
+        Engine::with_options(EngineOptions {
+            backends: BackendKind::ALL
+                .into_iter()
+                .filter(|&kind| self.backend.is_none_or(|b| b == kind))
+                .collect(),
+            ..EngineOptions::default()
+        })
+    }
+}
+
+/// α, β and transposes of a problem.
+#[derive(Args)]
+pub struct Scalars {
+    /// Use op(A) = Aᵀ.
+    #[arg(long)]
+    pub trans_a: bool,
+    /// Use op(B) = Bᵀ.
+    #[arg(long)]
+    pub trans_b: bool,
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f32>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta: Option<f32>,
+}
+
+/// The shapes a command runs on.
+#[derive(Args)]
+pub struct ShapeArgs {
+    /// Square sizes N (N×N×N), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<usize>,
+    /// Shapes MxNxK (or N), comma-separated; with --sizes, both are used; with neither, the
+    /// command's default set.
+    #[arg(long, value_delimiter = ',')]
+    pub shapes: Vec<Shape>,
+}
+
+impl ShapeArgs {
+    /// The squares of `--sizes` and the shapes of `--shapes`, or `default` when both are empty.
+    pub fn list(&self, default: Vec<Shape>) -> Vec<Shape> {
+        let mut list: Vec<Shape> = self.sizes.iter().map(|&n| Shape::new(n, n, n)).collect();
+        list.extend(&self.shapes);
+        if list.is_empty() {
+            list = default;
+        }
+        list
+    }
+}

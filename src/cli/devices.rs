@@ -1,0 +1,86 @@
+//! `tilegemm devices`: every backend and device found, with limits, features and kernels.
+
+use serde_json::json;
+use std::process::ExitCode;
+use tilegemm::{Backend, BackendKind, Engine};
+
+pub fn devices_command(as_json: bool) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new();
+    super::report_unavailable(&engine);
+    if as_json {
+        let list: Vec<_> = engine
+            .backends()
+            .iter()
+            .map(|b| device_json(b.as_ref()))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for backend in engine.backends() {
+        let info = backend.info();
+        let caps = backend.capabilities();
+        println!(
+            "{} ({}) {} — {:?}, driver {}",
+            info.backend, info.api, info.name, info.device_type, info.driver
+        );
+        if info.backend != BackendKind::Cpu {
+            let features: Vec<&str> = [
+                (caps.shader_f16, "shader_f16"),
+                (caps.subgroups, "subgroups"),
+                (caps.timestamp_query, "timestamp_query"),
+            ]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+            println!(
+                "    limits: buffer {}, binding {}, workgroup memory {}, {} threads per workgroup; features: {}",
+                mib(caps.max_buffer_bytes),
+                mib(caps.max_binding_bytes),
+                mib(caps.max_workgroup_memory_bytes as u64),
+                caps.max_workgroup_invocations,
+                if features.is_empty() { "none".to_string() } else { features.join(", ") }
+            );
+        }
+        println!("    kernels: {}", backend.kernels().join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn device_json(backend: &dyn Backend) -> serde_json::Value {
+    let info = backend.info();
+    let caps = backend.capabilities();
+    json!({
+        "backend": info.backend,
+        "api": info.api,
+        "name": info.name,
+        "device_type": info.device_type,
+        "driver": info.driver,
+        "key": info.key,
+        "vendor_id": info.vendor_id,
+        "device_id": info.device_id,
+        "limits": {
+            "max_buffer_bytes": caps.max_buffer_bytes,
+            "max_binding_bytes": caps.max_binding_bytes,
+            "max_workgroup_memory_bytes": caps.max_workgroup_memory_bytes,
+            "max_workgroup_invocations": caps.max_workgroup_invocations,
+            "max_workgroups_per_dimension": caps.max_workgroups_per_dimension,
+        },
+        "features": {
+            "shader_f16": caps.shader_f16,
+            "subgroups": caps.subgroups,
+            "timestamp_query": caps.timestamp_query,
+        },
+        "kernels": backend.kernels(),
+    })
+}
+
+/// A byte count in MiB or KiB; "unlimited" from 1 TiB up.
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 40 {
+        "unlimited".to_string()
+    } else if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}

@@ -1,0 +1,205 @@
+//! `tilegemm tune` (measure and store the tuning databases, train the model), `train` (the model
+//! from existing databases) and `select` (which (backend, kernel) would run a shape, and why).
+
+use super::args::{Selection, ShapeArgs};
+use super::progress::PlanProgress;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tilegemm::bench::BenchConfig;
+use tilegemm::select::db::{user_dir, TuningDb};
+use tilegemm::select::{Candidate, Selector, Source};
+use tilegemm::tune::{
+    budgeted_tune_shapes, default_tune_shapes, train, tune, TrainedModel, Training, TuneOptions,
+    DEFAULT_FOLDS,
+};
+use tilegemm::Shape;
+
+#[derive(Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    shape_args: ShapeArgs,
+    #[command(flatten)]
+    selection: Selection,
+    /// Where to write the databases (default: the user cache, e.g. ~/.cache/tilegemm).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Timed repetitions per measurement.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Time budget per measurement, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    max_seconds: f64,
+    /// Total seconds to spend measuring: shapes are taken in order, cheapest first, until it is
+    /// spent. Without --sizes/--shapes it draws from a wider spread (up to 2048³).
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Only measure and store; train later with `tilegemm train` (e.g. after one process per shape).
+    #[arg(long)]
+    no_train: bool,
+}
+
+#[derive(Args)]
+pub struct SelectArgs {
+    /// The problem, MxNxK (or N for N³).
+    shape: Shape,
+    #[command(flatten)]
+    selection: Selection,
+    /// Folders with tuning databases (default: the shipped models/ and the user cache).
+    #[arg(long)]
+    db: Vec<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Tuning database files, one per device of the host.
+    #[arg(required = true)]
+    databases: Vec<PathBuf>,
+    /// Where to write the model.
+    #[arg(long)]
+    out: PathBuf,
+    /// Folds of the held-out quality estimate (over shapes).
+    #[arg(long, default_value_t = DEFAULT_FOLDS)]
+    folds: usize,
+}
+
+pub fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
+    let shapes = args.shape_args.list(if args.budget.is_some() {
+        budgeted_tune_shapes()
+    } else {
+        default_tune_shapes()
+    });
+    let engine = args.selection.engine();
+    super::report_unavailable(&engine);
+    let options = TuneOptions {
+        out: args.out.unwrap_or_else(user_dir),
+        config: BenchConfig {
+            reps: args.reps,
+            budget_seconds: args.max_seconds,
+            ..BenchConfig::default()
+        },
+        budget: args.budget.map(Duration::from_secs_f64),
+        train: !args.no_train,
+        folds: DEFAULT_FOLDS,
+    };
+    let mut progress = PlanProgress::new();
+    let report = tune(
+        &engine,
+        &args.selection.target(),
+        &shapes,
+        &options,
+        &mut |event| progress.show(event),
+    )?;
+    progress.finish();
+    for e in &report.started_afresh {
+        eprintln!("note: {e}; started that device afresh");
+    }
+    for saved in &report.databases {
+        println!(
+            "{}: {} measurements in {}",
+            saved.database.device,
+            saved.database.rows.len(),
+            saved.path.display()
+        );
+    }
+    println!(
+        "tune: {} measurements, {} failed",
+        report.measured,
+        report.failures.len()
+    );
+    match &report.model {
+        Training::Skipped => {}
+        Training::Trained(trained) => print_model(trained),
+        Training::Failed(e) => eprintln!("note: no model trained: {e}"),
+    }
+    Ok(super::exit_code(report.failures.is_empty()))
+}
+
+pub fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let databases = args
+        .databases
+        .iter()
+        .map(|path| TuningDb::read_file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    print_model(&train(&databases, args.folds, &args.out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model's size, held-out quality and file.
+fn print_model(trained: &TrainedModel) {
+    let TrainedModel { model, path } = trained;
+    let Some(q) = &model.quality else {
+        println!(
+            "model: {} rows, too few shapes to hold any out ({})",
+            model.rows,
+            path.display()
+        );
+        return;
+    };
+    println!(
+        "model: {} rows, held out by {}-fold over {} shapes: top-1 {:.0}%, regret mean {:.1}% max {:.1}% ({})",
+        model.rows,
+        q.folds,
+        q.shapes,
+        100.0 * q.top1,
+        100.0 * q.mean_regret,
+        100.0 * q.max_regret,
+        path.display()
+    );
+    if let Some(raw) = &q.raw {
+        println!(
+            "       against single end-to-end measurements (copy noise included): top-1 {:.0}%, regret mean {:.1}% max {:.1}%",
+            100.0 * raw.top1,
+            100.0 * raw.mean_regret,
+            100.0 * raw.max_regret
+        );
+    }
+}
+
+pub fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.selection.engine();
+    super::report_unavailable(&engine);
+    let dirs = if args.db.is_empty() {
+        Selector::default_dirs()
+    } else {
+        args.db
+    };
+    let selector = Selector::load(engine.backends(), &dirs);
+    for problem in &selector.problems {
+        eprintln!("note: ignored {problem}");
+    }
+    let problem = args.shape.problem();
+    problem.extents()?;
+    let answer = selector.select(&args.selection.target(), &problem)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let how = match answer.source {
+        Source::Database => "measured",
+        Source::Model | Source::Prior => "predicted",
+    };
+    let describe = |c: &Candidate| {
+        let gflops = c
+            .predicted_gflops
+            .map(|g| format!(", {g:.1} GFLOPS {how}"))
+            .unwrap_or_default();
+        format!(
+            "{} on {} ({}) {}{gflops}",
+            c.kernel, c.backend, c.api, c.device
+        )
+    };
+    println!(
+        "{}: {} [from the {:?}]",
+        args.shape,
+        describe(&answer.chosen),
+        answer.source
+    );
+    if let Some(runner_up) = &answer.runner_up {
+        println!("runner-up: {}", describe(runner_up));
+    }
+    Ok(ExitCode::SUCCESS)
+}
