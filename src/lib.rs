@@ -29,12 +29,13 @@
 //! | [`problem`] | [`GemmProblem`] (sizes, scalars, transposes, leading dimensions) and its validation |
 //! | [`device`] | who a device is ([`DeviceInfo`], its key) and what it can do ([`Capabilities`]) |
 //! | [`kernel`] | the kernel catalogue, built once: the seed tilings and the generated family, each a parameter set plus WGSL and OpenCL C sources that share one prelude per language |
-//! | [`reference`] | the f64 reference GEMM every kernel is judged against |
+//! | [`reference`](mod@reference) | the f64 reference GEMM every kernel is judged against |
 //! | [`backend`] | the [`Backend`] trait; `cpu`; the host-slice GPU path written once over a small runtime trait that `wgpu` and `ocl` implement; discovery |
-//! | [`verify`], [`bench`] | a kernel checked against the reference on poisoned C; a kernel timed |
+//! | [`verify`], [`bench`](mod@bench) | a kernel checked against the reference on poisoned C; a kernel timed |
 //! | [`telemetry`] | Welford statistics of what ran, fallbacks, A/B arms |
 //! | [`select`] | for the devices it is given: candidates, the prior, the tuning store, the learned model, ranking, policies, the guard (validation probe, disabled kernels) |
 //! | [`engine`] | discovery + selector + policy + guard + telemetry behind `gemm`, `gemm_on`, `matmul` |
+//! | [`tune`] | measuring, tuning and training as library API (the CLI's `tune` and `train` call it) |
 //!
 //! # One call
 //!

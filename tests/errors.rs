@@ -306,3 +306,28 @@ fn ndarray_shape_mismatch_is_an_error() {
     let err = engine().matmul(a.view(), b.view()).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch(_)), "{err}");
 }
+
+#[test]
+fn foreign_errors_are_kept_as_sources() {
+    use std::error::Error as _;
+    let dir = common::temp_dir("sources");
+    let missing = dir.join("missing.tuning.json");
+    let err = tilegemm::select::db::TuningDb::read_file(&missing).unwrap_err();
+    let io = err
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        io.map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
+
+    let garbage = dir.join("garbage.tuning.json");
+    std::fs::write(&garbage, "{ not json").unwrap();
+    let err = tilegemm::select::db::TuningDb::read_file(&garbage).unwrap_err();
+    let json = err
+        .source()
+        .and_then(|s| s.downcast_ref::<serde_json::Error>());
+    assert!(json.is_some_and(|e| e.is_syntax()), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -59,8 +59,9 @@ pub fn ocl_backends() -> Vec<Arc<dyn Backend>> {
     backends_of(BackendKind::Ocl, ocl_required() && cfg!(feature = "ocl"))
 }
 
+/// The CPU backend, opened on its own (no discovery of other devices).
 pub fn cpu_backend() -> Arc<dyn Backend> {
-    engine().backends()[0].clone()
+    Arc::new(tilegemm::backend::cpu::CpuBackend::new())
 }
 
 /// DESIGN.md's odd shapes (kept ≤ 256 for lavapipe): 1, 7, 33, 255, K = 1, and 35×67×19, whose
