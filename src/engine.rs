@@ -6,6 +6,8 @@ use crate::backend::{discover, Backend, WgpuBackend};
 use crate::device::{BackendKind, Unavailable};
 use crate::error::{Blame, Error, Result};
 use crate::problem::{GemmProblem, Shape, Transpose};
+use crate::select::calibration::CalibrationMode;
+use crate::select::db::user_dir;
 use crate::select::guard::{Disabled, Guard};
 use crate::select::policy::{ActivePolicy, Policy};
 use crate::select::{Choice, Selection, Selector, Target};
@@ -30,6 +32,9 @@ pub struct EngineOptions {
     /// Check each (device, kernel, transposes) against the f64 reference on a small probe before
     /// its first use by a policy; a kernel that fails is disabled and the call falls back.
     pub validate: bool,
+    /// How unmeasured candidates are estimated: each device calibrated on first need, the result
+    /// kept in the user cache by default.
+    pub calibration: CalibrationMode,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +44,7 @@ impl Default for EngineOptions {
             policy: Policy::default(),
             selector_dirs: Selector::default_dirs(),
             validate: true,
+            calibration: CalibrationMode::Cached(user_dir()),
         }
     }
 }
@@ -83,7 +89,11 @@ impl Engine {
         Engine {
             wgpu_devices: Vec::new(),
             unavailable: Vec::new(),
-            selector: Selector::load(&backends, &options.selector_dirs),
+            selector: Selector::with_calibration(
+                &backends,
+                &options.selector_dirs,
+                options.calibration,
+            ),
             policy: ActivePolicy::new(options.policy),
             guard: Guard::new(options.validate),
             telemetry: Telemetry::default(),

@@ -18,6 +18,10 @@ fi
 
 # lavapipe and PoCL are installed above, so the wgpu and OpenCL tests must find them, not skip.
 export TILEGEMM_REQUIRE_WGPU=1 TILEGEMM_REQUIRE_OCL=1
+# A fresh user cache: device calibrations and tuning rows of earlier runs must not decide this one.
+TILEGEMM_CACHE=$(mktemp -d)
+export TILEGEMM_CACHE
+trap 'rm -rf "$TILEGEMM_CACHE"' EXIT
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 cargo test --all-features

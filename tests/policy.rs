@@ -8,6 +8,7 @@ use common::{cpu_backend, measurement, temp_dir};
 use std::path::Path;
 use std::sync::Arc;
 use tilegemm::reference::{max_relative_error, reference_gemm};
+use tilegemm::select::calibration::CalibrationMode;
 use tilegemm::select::db::TuningDb;
 use tilegemm::select::guard::PROBE_SHAPE;
 use tilegemm::verify::{random_inputs, tolerance, verify_seeded, VerifyCase};
@@ -45,6 +46,7 @@ fn engine_with(name: &str, policy: Policy, validate: bool) -> (Engine, Arc<Scrip
             policy,
             selector_dirs: vec![dir],
             validate,
+            calibration: CalibrationMode::Off,
             ..EngineOptions::default()
         },
     );
@@ -185,6 +187,7 @@ fn when_every_candidate_fails_the_first_error_is_returned() {
         EngineOptions {
             policy: Policy::Fixed("broken".into()),
             selector_dirs: vec![],
+            calibration: CalibrationMode::Off,
             ..EngineOptions::default()
         },
     );
@@ -204,6 +207,7 @@ fn when_every_candidate_fails_the_first_error_is_returned() {
         vec![Arc::new(ScriptedGpu::offering(&["broken"]))],
         EngineOptions {
             selector_dirs: vec![],
+            calibration: CalibrationMode::Off,
             ..EngineOptions::default()
         },
     );
@@ -231,6 +235,7 @@ fn scripted_engine(offered: &[&'static str], policy: Policy) -> (Engine, Arc<Scr
         EngineOptions {
             policy,
             selector_dirs: vec![],
+            calibration: CalibrationMode::Off,
             ..EngineOptions::default()
         },
     );

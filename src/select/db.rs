@@ -146,6 +146,35 @@ impl TuningDb {
         Ok(Some(db))
     }
 
+    /// The database of `info`'s device in `dir`: its own, else one of the same device (backend, API,
+    /// name) under another driver or CPU thread count (rows of a driver update still describe the
+    /// device better than nothing). `Ok(None)` when there is neither.
+    pub fn load_for(dir: &Path, info: &DeviceInfo) -> Result<Option<Self>> {
+        if let Some(own) = Self::load(dir, &info.key)? {
+            return Ok(Some(own));
+        }
+        // File names begin with the key's `backend/api/name/` part, made safe the same way.
+        let class = format!("{}/{}/{}/", info.backend, info.api, info.name);
+        let prefix = Self::file_name(&class).replace(".tuning.json", "");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(None);
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(&prefix) && name.ends_with(".tuning.json"))
+            .collect();
+        names.sort();
+        for name in names {
+            let db = Self::read_file(&dir.join(&name))?;
+            if (db.backend, db.api.as_str(), db.device.as_str())
+                == (info.backend, info.api.as_str(), info.name.as_str())
+            {
+                return Ok(Some(db));
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads and checks one database file (format, version), whatever device it is for.
     pub fn read_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| file_error(path, "reading", e))?;

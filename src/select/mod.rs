@@ -13,8 +13,10 @@
 //! the copy time settled across each device's kernels ([`db::TuningDb::e2e_estimate`]). The ranking
 //! is the fallback order too: [`policy::Policy`] decides how the engine walks it.
 
+pub mod calibration;
 pub mod candidates;
 pub mod db;
+pub mod decisions;
 pub mod guard;
 pub mod model;
 pub mod policy;
@@ -25,12 +27,13 @@ pub use prior::prior_order;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::problem::Transpose;
 use crate::problem::{GemmProblem, Shape};
+use calibration::{calibrate, Calibration, CalibrationMode};
 use db::TuningDb;
+use decisions::{DecisionKey, Decisions};
 use model::Model;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +45,7 @@ pub enum Source {
     Database,
     /// Predicted by the learned model from measurements of other shapes.
     Model,
-    /// Nothing measured: the engine's documented rules.
+    /// Nothing measured: the calibrated prior's estimate (or, uncalibrated, the prior's order).
     Prior,
 }
 
@@ -57,8 +60,11 @@ pub struct Candidate {
     pub device: String,
     /// The kernel's catalogue name.
     pub kernel: String,
-    /// End-to-end GFLOPS at this shape: measured, or predicted by the model.
+    /// End-to-end GFLOPS at this shape: measured, predicted by the model or estimated by the
+    /// calibrated prior; None where nothing is known (ranked after every candidate with a number).
     pub predicted_gflops: Option<f64>,
+    /// Where `predicted_gflops` came from.
+    pub source: Source,
 }
 
 /// The selector's answer for one shape.
@@ -67,42 +73,58 @@ pub struct Selection {
     /// The candidate ranked first: the one that runs.
     #[serde(flatten)]
     pub chosen: Candidate,
-    /// Where the ranking came from.
+    /// Where the chosen candidate's estimate came from.
     pub source: Source,
     /// The candidate ranked second; None when there is only one.
     pub runner_up: Option<Candidate>,
+    /// Every candidate as ranked, with its estimate and where that came from.
+    pub candidates: Vec<Candidate>,
     /// Every candidate in the order ranked: the choice first, then the fallbacks.
     #[serde(skip)]
     pub order: Vec<Choice>,
 }
 
-/// What a cached decision depends on: shape, transposes and the caller's target.
-type DecisionKey = (usize, usize, usize, Transpose, Transpose, Target);
-
 /// The devices of an engine, their tuning databases (loaded from a list of folders, later folders
 /// winning) and the learned model; ranks candidates and remembers its decisions.
 pub struct Selector {
     devices: Vec<Arc<dyn Backend>>,
+    /// Per device key, the database of this device (or of the same device under another driver).
     databases: HashMap<String, TuningDb>,
+    /// Every shape some database measured exactly: their decisions are not bucketed.
+    measured_shapes: HashSet<(usize, usize, usize)>,
     model: Option<Model>,
-    /// Decisions already made, per (shape, transposes, target).
-    decisions: Mutex<HashMap<DecisionKey, Arc<Selection>>>,
+    calibration: CalibrationMode,
+    /// Per device key, its calibration (None: it could not be calibrated), made on first need.
+    calibrations: Mutex<HashMap<String, Option<Arc<Calibration>>>>,
+    decisions: Mutex<Decisions>,
     /// Files that were found but could not be used, with why (reported once, at load).
     pub problems: Vec<String>,
 }
 
 impl Selector {
-    /// Loads, for every device of `backends`, its database from each of `dirs` (later folders replace
-    /// earlier ones). Unusable files are logged once and listed in `problems`, never fatal.
+    /// As [`Selector::with_calibration`], calibrating devices on first need and keeping the
+    /// calibrations in the user cache.
     pub fn load(backends: &[Arc<dyn Backend>], dirs: &[PathBuf]) -> Self {
+        Self::with_calibration(backends, dirs, CalibrationMode::Cached(db::user_dir()))
+    }
+
+    /// Loads, for every device of `backends`, its database from each of `dirs` (later folders replace
+    /// earlier ones): the device's own, else one of the same device under another driver (or CPU
+    /// thread count). Unusable files are logged once and listed in `problems`, never fatal.
+    /// Unmeasured candidates are estimated by the calibrated prior under `calibration`.
+    pub fn with_calibration(
+        backends: &[Arc<dyn Backend>],
+        dirs: &[PathBuf],
+        calibration: CalibrationMode,
+    ) -> Self {
         let mut databases = HashMap::new();
         let mut problems = Vec::new();
         for backend in backends {
-            let key = &backend.info().key;
+            let info = backend.info();
             for dir in dirs {
-                match TuningDb::load(dir, key) {
+                match TuningDb::load_for(dir, info) {
                     Ok(Some(db)) => {
-                        databases.insert(key.clone(), db);
+                        databases.insert(info.key.clone(), db);
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -112,11 +134,15 @@ impl Selector {
                 }
             }
         }
+        let measured_shapes = databases
+            .values()
+            .flat_map(|db| db.rows.iter().map(|r| (r.m, r.n, r.k)))
+            .collect();
         // The model of exactly the devices that have measurements, as `tune` trains it.
         let keys: Vec<String> = backends
             .iter()
-            .map(|b| b.info().key.clone())
-            .filter(|key| databases.contains_key(key))
+            .filter_map(|b| databases.get(&b.info().key))
+            .map(|db| db.device_key.clone())
             .collect();
         let mut model = None;
         for dir in dirs {
@@ -132,33 +158,73 @@ impl Selector {
         Selector {
             devices: backends.to_vec(),
             databases,
+            measured_shapes,
             model,
-            decisions: Mutex::new(HashMap::new()),
+            calibration,
+            calibrations: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(Decisions::new(decisions::DEFAULT_CAPACITY)),
             problems,
         }
     }
 
-    /// As [`Selector::select`], remembering the decision: later calls for the same shape,
-    /// transposes and target return it without ranking again.
+    /// As [`Selector::select`], remembering the decision per shape bucket ([`decisions`]): later
+    /// calls in the same bucket, with the same transposes, alignment and target, return it without
+    /// ranking again.
     pub fn select_cached(&self, target: &Target, problem: &GemmProblem) -> Result<Arc<Selection>> {
-        let key = (
-            problem.m,
-            problem.n,
-            problem.k,
-            problem.trans_a,
-            problem.trans_b,
-            target.clone(),
-        );
+        let exact = self
+            .measured_shapes
+            .contains(&(problem.m, problem.n, problem.k));
+        let key = DecisionKey::new(problem, target, exact);
         if let Some(found) = self.lock_decisions().get(&key) {
-            return Ok(found.clone());
+            return Ok(found);
         }
         let selection = Arc::new(self.select(target, problem)?);
         self.lock_decisions().insert(key, selection.clone());
         Ok(selection)
     }
 
-    fn lock_decisions(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Arc<Selection>>> {
+    fn lock_decisions(&self) -> std::sync::MutexGuard<'_, Decisions> {
         self.decisions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many decisions are remembered.
+    pub fn cached_decisions(&self) -> usize {
+        self.lock_decisions().len()
+    }
+
+    /// The calibration of `backend`, made on first need (or read from the cache folder); None
+    /// when calibration is off or the device offers none of the prior's kernels.
+    pub fn calibration(&self, backend: &dyn Backend) -> Option<Arc<Calibration>> {
+        let folder = match &self.calibration {
+            CalibrationMode::Off => return None,
+            CalibrationMode::InMemory => None,
+            CalibrationMode::Cached(dir) => Some(dir),
+        };
+        let key = &backend.info().key;
+        let mut calibrations = self.calibrations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = calibrations.get(key) {
+            return known.clone();
+        }
+        let cached = folder.and_then(|dir| match Calibration::load(dir, key) {
+            Ok(found) => found,
+            Err(e) => {
+                log::warn!("ignoring {e}");
+                None
+            }
+        });
+        let calibration = cached.or_else(|| {
+            let made = calibrate(backend)?;
+            log::info!("calibrated {key} in {:.0} ms", made.seconds * 1e3);
+            if let Some(dir) = folder {
+                if let Err(e) = made.save(dir) {
+                    log::warn!("calibration not kept: {e}");
+                }
+            }
+            Some(made)
+        });
+        let calibration = calibration.map(Arc::new);
+        calibrations.insert(key.clone(), calibration.clone());
+        calibration
     }
 
     /// The devices this selector ranks.
@@ -176,26 +242,50 @@ impl Selector {
         vec![db::shipped_dir(), db::user_dir()]
     }
 
-    fn describe(&self, choice: &Choice, shape: Shape) -> Candidate {
+    /// The candidate `choice` with its estimate from the best source for it: measured at this
+    /// shape on this device → the learned model → the calibrated prior → nothing.
+    fn estimate(&self, choice: &Choice, problem: &GemmProblem) -> Candidate {
         let info = choice.backend.info();
-        let measured = self
-            .databases
-            .get(&info.key)
-            .and_then(|db| db.e2e_estimate(shape, &choice.kernel));
+        let shape = Shape::new(problem.m, problem.n, problem.k);
+        let database = self.databases.get(&info.key);
+        let measured = database.and_then(|db| db.e2e_estimate(shape, &choice.kernel));
+        let modelled = || {
+            let (model, db) = (self.model.as_ref()?, database?);
+            model.predict(
+                problem.m,
+                problem.n,
+                problem.k,
+                info.backend,
+                &db.device_key,
+                &choice.kernel,
+            )
+        };
+        let calibrated = || {
+            self.calibration(choice.backend.as_ref())?
+                .estimate_gflops(&choice.kernel, problem)
+        };
+        let (predicted_gflops, source) = match measured {
+            Some(gflops) => (Some(gflops), Source::Database),
+            None => match modelled() {
+                Some(gflops) => (Some(gflops), Source::Model),
+                None => (calibrated(), Source::Prior),
+            },
+        };
         Candidate {
             backend: info.backend.to_string(),
             api: info.api.clone(),
             device: info.name.clone(),
             kernel: choice.kernel.clone(),
-            predicted_gflops: measured,
+            predicted_gflops,
+            source,
         }
     }
 
-    /// Ranks every candidate for `problem`: by measured GFLOPS where this shape was measured, else
-    /// by the model's prediction, else in the prior's order; candidates without a number follow in
-    /// the prior's order. The first is the choice, the rest are the fallbacks.
+    /// Ranks every candidate for `problem` by its estimated end-to-end GFLOPS, each estimate from
+    /// the best source for that candidate (measured → model → calibrated prior): a measured
+    /// candidate never wins only because its rivals are unmeasured. Candidates with no estimate
+    /// follow in the prior's order. The first is the choice, the rest are the fallbacks.
     pub fn select(&self, target: &Target, problem: &GemmProblem) -> Result<Selection> {
-        let shape = Shape::new(problem.m, problem.n, problem.k);
         let prior = prior_order(&self.devices, target, problem);
         if prior.is_empty() {
             return Err(why_no_candidate(&self.devices, target, problem));
@@ -203,38 +293,19 @@ impl Selector {
         let mut ranked: Vec<(Choice, Candidate)> = prior
             .into_iter()
             .map(|choice| {
-                let candidate = self.describe(&choice, shape);
+                let candidate = self.estimate(&choice, problem);
                 (choice, candidate)
             })
             .collect();
-        let mut source = Source::Prior;
-        if ranked.iter().any(|(_, c)| c.predicted_gflops.is_some()) {
-            source = Source::Database;
-        } else if let Some(model) = &self.model {
-            for (choice, candidate) in &mut ranked {
-                let info = choice.backend.info();
-                candidate.predicted_gflops = model.predict(
-                    problem.m,
-                    problem.n,
-                    problem.k,
-                    info.backend,
-                    &info.key,
-                    &choice.kernel,
-                );
-            }
-            if ranked.iter().any(|(_, c)| c.predicted_gflops.is_some()) {
-                source = Source::Model;
-            }
-        }
         // Stable: candidates without a number keep the prior's order, after those with one.
         let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
         ranked.sort_by(|(_, a), (_, b)| score(b).total_cmp(&score(a)));
         let (order, candidates): (Vec<Choice>, Vec<Candidate>) = ranked.into_iter().unzip();
-        let mut candidates = candidates.into_iter();
         Ok(Selection {
-            chosen: candidates.next().expect("at least one candidate"),
-            runner_up: candidates.next(),
-            source,
+            chosen: candidates[0].clone(),
+            source: candidates[0].source,
+            runner_up: candidates.get(1).cloned(),
+            candidates,
             order,
         })
     }

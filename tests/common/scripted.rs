@@ -32,6 +32,20 @@ pub struct ScriptedGpu {
     capabilities: Capabilities,
     offered: Vec<&'static str>,
     calls: Mutex<HashMap<String, usize>>,
+    speed: Option<Speed>,
+}
+
+/// How fast a simulated device is: every call sleeps for `fixed + bytes ÷ bandwidth + flops ÷ rate`
+/// and reports `flops ÷ rate` as its kernel time. Problems over 2·128³ flops or 2¹⁶ elements of C
+/// are not computed (C keeps its values): only their time is simulated.
+#[derive(Clone, Copy, Debug)]
+pub struct Speed {
+    /// Kernel GFLOPS.
+    pub gflops: f64,
+    /// Host↔device bytes per second, both ways.
+    pub bytes_per_second: f64,
+    /// Seconds of every call.
+    pub fixed_seconds: f64,
 }
 
 impl ScriptedGpu {
@@ -67,7 +81,27 @@ impl ScriptedGpu {
                 timestamp_query: false,
             },
             calls: Mutex::new(HashMap::new()),
+            speed: None,
         }
+    }
+
+    /// The same device with driver `driver` (its key changes, its class does not).
+    pub fn with_driver(mut self, driver: &str) -> Self {
+        self.info = DeviceInfo::new(
+            self.info.backend,
+            &self.info.api,
+            &self.info.name,
+            driver,
+            self.info.device_type,
+        );
+        self
+    }
+
+    /// The same device, simulated at `speed` and timing its kernels.
+    pub fn with_speed(mut self, speed: Speed) -> Self {
+        self.speed = Some(speed);
+        self.capabilities.timestamp_query = true;
+        self
     }
 
     /// How often `kernel` was called (probes included).
@@ -107,6 +141,47 @@ impl Backend for ScriptedGpu {
     }
 
     fn gemm(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> tilegemm::Result<()> {
+        self.gemm_timed(kernel, problem, a, b, c).map(|_| ())
+    }
+
+    fn gemm_timed(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) -> tilegemm::Result<Option<f64>> {
+        let kernel_seconds = self.speed.map(|speed| {
+            let extents = problem.extents().expect("checked by the caller");
+            let c_up = if problem.beta != 0.0 { extents.c } else { 0 };
+            let bytes = 4.0 * (extents.a + extents.b + extents.c + c_up) as f64;
+            let kernel_seconds = problem.flops() / (speed.gflops * 1e9);
+            std::thread::sleep(std::time::Duration::from_secs_f64(
+                speed.fixed_seconds + bytes / speed.bytes_per_second + kernel_seconds,
+            ));
+            kernel_seconds
+        });
+        let large =
+            problem.flops() > 2.0 * 128.0 * 128.0 * 128.0 || problem.m * problem.n > 1 << 16;
+        if kernel_seconds.is_some() && large {
+            *self.calls.lock().unwrap().entry(kernel.into()).or_default() += 1;
+            return Ok(kernel_seconds);
+        }
+        self.compute(kernel, problem, a, b, c)?;
+        Ok(kernel_seconds)
+    }
+}
+
+impl ScriptedGpu {
+    fn compute(
         &self,
         kernel: &str,
         problem: &GemmProblem,

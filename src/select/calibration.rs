@@ -1,0 +1,294 @@
+//! The calibrated prior: a short calibration of each device on first use, and the end-to-end time it
+//! predicts for any (kernel, problem) nobody measured.
+//!
+//! A calibration measures, in a few hundred milliseconds: the fixed cost of a call (a tiny GEMM),
+//! host→device and device→host bandwidth (two GEMMs that move many bytes and compute little, their
+//! device-timed kernel time taken off), and the GFLOPS of the prior's kernels at a mid-size cube
+//! (doubled from 256³ until the kernel runs for a few milliseconds). The estimate is then
+//! `fixed + bytes up ÷ upload rate + bytes down ÷ download rate + flops ÷ kernel rate`. A kernel that
+//! was not calibrated gets the device's slowest calibrated rate: it never wins on a guess.
+//!
+//! Calibrations are kept in `calibration/` under the cache folder, one file per device key.
+
+use super::db::{write_atomically, TuningDb};
+use crate::backend::cpu::NATIVE_KERNEL;
+use crate::backend::Backend;
+use crate::bench::{measure, BenchConfig, Operands};
+use crate::device::BackendKind;
+use crate::error::{Error, Result};
+use crate::kernel::PRIOR_GPU_KERNELS;
+use crate::problem::GemmProblem;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FORMAT: &str = "tilegemm-calibration";
+const VERSION: u32 = 1;
+
+/// Stop growing the rate measurement's cube once the kernel runs this long.
+const RATE_TARGET_SECONDS: f64 = 0.004;
+
+/// The calibration's soft time limit: no new measurement starts after it.
+const BUDGET: Duration = Duration::from_millis(400);
+
+/// What a calibration found about one device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// `tilegemm-calibration`.
+    pub format: String,
+    /// The file format's version.
+    pub version: u32,
+    /// The device's key.
+    pub device_key: String,
+    /// Seconds of a call that moves and computes almost nothing.
+    pub fixed_seconds: f64,
+    /// Host→device bytes per second; `None` on the CPU (no copies) or where the device cannot time
+    /// its kernels apart from the copies.
+    pub upload_bytes_per_second: Option<f64>,
+    /// Device→host bytes per second, as `upload_bytes_per_second`.
+    pub download_bytes_per_second: Option<f64>,
+    /// Kernel GFLOPS of each calibrated kernel, with the cube it was measured at.
+    pub kernels: Vec<KernelRate>,
+    /// Seconds the calibration took.
+    pub seconds: f64,
+}
+
+/// One kernel's calibrated rate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelRate {
+    /// The kernel.
+    pub kernel: String,
+    /// The cube's side it was measured at.
+    pub size: usize,
+    /// Kernel GFLOPS there.
+    pub gflops: f64,
+}
+
+/// Where calibrations come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CalibrationMode {
+    /// No calibration: unmeasured candidates keep the prior's order after those with a number.
+    Off,
+    /// Calibrate each device on first use, kept for this process only.
+    InMemory,
+    /// As `InMemory`, and kept in (and read back from) this folder's `calibration/`.
+    Cached(PathBuf),
+}
+
+impl Calibration {
+    /// Predicted end-to-end GFLOPS of `kernel` on `problem`.
+    pub fn estimate_gflops(&self, kernel: &str, problem: &GemmProblem) -> Option<f64> {
+        let extents = problem.extents().ok()?;
+        let slowest = self
+            .kernels
+            .iter()
+            .map(|k| k.gflops)
+            .min_by(f64::total_cmp)?;
+        let gflops = self
+            .kernels
+            .iter()
+            .find(|k| k.kernel == kernel)
+            .map_or(slowest, |k| k.gflops);
+        let up_elements = extents.a + extents.b + if problem.beta != 0.0 { extents.c } else { 0 };
+        let copy =
+            |elements: usize, rate: Option<f64>| rate.map_or(0.0, |r| 4.0 * elements as f64 / r);
+        let seconds = self.fixed_seconds
+            + copy(up_elements, self.upload_bytes_per_second)
+            + copy(extents.c, self.download_bytes_per_second)
+            + problem.flops() / (gflops * 1e9);
+        Some(problem.flops().max(1.0) / seconds / 1e9)
+    }
+
+    /// The calibration of `key` in `dir`'s `calibration/`, if there is a usable one.
+    pub fn load(dir: &Path, key: &str) -> Result<Option<Self>> {
+        let path = Self::path(dir, key);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::file(&path, "reading", Some(Box::new(e)))),
+        };
+        let calibration: Calibration = serde_json::from_str(&text).map_err(|e| {
+            Error::file(&path, format!("not a calibration: {e}"), Some(Box::new(e)))
+        })?;
+        if calibration.format != FORMAT
+            || calibration.version != VERSION
+            || calibration.device_key != key
+        {
+            return Err(Error::file(
+                &path,
+                "another format, version or device",
+                None,
+            ));
+        }
+        Ok(Some(calibration))
+    }
+
+    /// Writes the calibration into `dir`'s `calibration/`.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let path = Self::path(dir, &self.device_key);
+        let folder = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(folder)
+            .map_err(|e| Error::file(folder, "creating the folder", Some(Box::new(e))))?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::file(&path, "serialising", Some(Box::new(e))))?;
+        write_atomically(&path, &text)?;
+        Ok(path)
+    }
+
+    fn path(dir: &Path, key: &str) -> PathBuf {
+        let name = TuningDb::file_name(key).replace(".tuning.json", ".calibration.json");
+        dir.join("calibration").join(name)
+    }
+}
+
+/// The kernels a calibration measures on `backend`: the prior's, where the device offers them.
+fn calibrated_kernels(backend: &dyn Backend) -> Vec<String> {
+    let offered = backend.kernels();
+    PRIOR_GPU_KERNELS
+        .into_iter()
+        .chain([NATIVE_KERNEL])
+        .filter(|k| offered.iter().any(|o| o == k))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fastest end-to-end and kernel seconds of `kernel` on `problem` (kernel `None`: not device-timed).
+fn time(backend: &dyn Backend, kernel: &str, problem: &GemmProblem) -> Result<(f64, Option<f64>)> {
+    let config = BenchConfig {
+        warmup: 1,
+        reps: 3,
+        min_reps: 2,
+        budget_seconds: 0.05,
+    };
+    let mut operands = Operands::random(problem, 7)?;
+    let m = measure(backend, kernel, problem, &mut operands, &config)?;
+    let kernel_seconds = m.device_timed.then_some(m.kernel_seconds_min);
+    Ok((m.end_to_end_seconds_min, kernel_seconds))
+}
+
+/// Calibrates `backend`; `None` when it offers none of the prior's kernels or they all fail.
+pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
+    let started = Instant::now();
+    let kernels = calibrated_kernels(backend);
+    let primary = kernels.first()?;
+    let (fixed_seconds, _) = time(backend, primary, &GemmProblem::new(8, 8, 8)).ok()?;
+    let copies = backend.info().backend != BackendKind::Cpu;
+    // Bytes one way, little arithmetic: C of 1024² comes back (k = 1); A and B of 4 MiB each go up.
+    let copy_rate = |problem: GemmProblem, bytes: f64| -> Option<f64> {
+        let (e2e, kernel) = time(backend, primary, &problem).ok()?;
+        let seconds = e2e - fixed_seconds - kernel?;
+        Some(bytes / seconds.max(1e-7))
+    };
+    let (download, upload) = if copies {
+        (
+            copy_rate(GemmProblem::new(1024, 1024, 1), 4.0 * 1024.0 * 1024.0),
+            copy_rate(GemmProblem::new(64, 64, 16384), 8.0 * 64.0 * 16384.0),
+        )
+    } else {
+        (None, None)
+    };
+    let mut rates = Vec::new();
+    for kernel in &kernels {
+        let mut size = 256;
+        let mut rate = None;
+        loop {
+            let problem = GemmProblem::new(size, size, size);
+            let Ok((e2e, kernel_seconds)) = time(backend, kernel, &problem) else {
+                break;
+            };
+            let seconds = kernel_seconds.unwrap_or(e2e - fixed_seconds).max(1e-9);
+            rate = Some(KernelRate {
+                kernel: kernel.clone(),
+                size,
+                gflops: problem.flops() / seconds / 1e9,
+            });
+            if seconds >= RATE_TARGET_SECONDS || size >= 2048 || started.elapsed() >= BUDGET {
+                break;
+            }
+            size *= 2;
+        }
+        rates.extend(rate);
+        if started.elapsed() >= BUDGET {
+            break;
+        }
+    }
+    if rates.is_empty() {
+        return None;
+    }
+    Some(Calibration {
+        format: FORMAT.to_string(),
+        version: VERSION,
+        device_key: backend.info().key.clone(),
+        fixed_seconds,
+        upload_bytes_per_second: upload,
+        download_bytes_per_second: download,
+        kernels: rates,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calibration(upload: Option<f64>) -> Calibration {
+        Calibration {
+            format: FORMAT.into(),
+            version: VERSION,
+            device_key: "wgpu/vulkan/gpu/1".into(),
+            fixed_seconds: 1e-4,
+            upload_bytes_per_second: upload,
+            download_bytes_per_second: upload,
+            kernels: vec![
+                KernelRate {
+                    kernel: "fast".into(),
+                    size: 1024,
+                    gflops: 10_000.0,
+                },
+                KernelRate {
+                    kernel: "slow".into(),
+                    size: 1024,
+                    gflops: 1_000.0,
+                },
+            ],
+            seconds: 0.1,
+        }
+    }
+
+    #[test]
+    fn the_estimate_adds_fixed_cost_copies_and_arithmetic() {
+        let c = calibration(Some(4e9));
+        let p = GemmProblem::new(1000, 1000, 1000);
+        // 1e-4 s + 8 MB up and 4 MB down at 4 GB/s (3 ms) + 2 GFLOP at 10 TFLOPS (0.2 ms).
+        let expected = 2.0 / (1e-4 + 3e-3 + 2e-4);
+        assert!((c.estimate_gflops("fast", &p).unwrap() - expected).abs() < 1e-6 * expected);
+        // β ≠ 0 uploads C too.
+        let with_c = p.with_scalars(1.0, 1.0);
+        let expected = 2.0 / (1e-4 + 4e-3 + 2e-4);
+        assert!((c.estimate_gflops("fast", &with_c).unwrap() - expected).abs() < 1e-6 * expected);
+        // An uncalibrated kernel gets the slowest calibrated rate.
+        assert_eq!(
+            c.estimate_gflops("other", &p),
+            c.estimate_gflops("slow", &p)
+        );
+        // No copies (the CPU): fixed cost and arithmetic only.
+        let cpu = calibration(None);
+        let expected = 2.0 / (1e-4 + 2e-4);
+        assert!((cpu.estimate_gflops("fast", &p).unwrap() - expected).abs() < 1e-6 * expected);
+    }
+
+    #[test]
+    fn calibrations_round_trip_and_foreign_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("tilegemm-calibration-{}", std::process::id()));
+        let c = calibration(Some(1e9));
+        c.save(&dir).unwrap();
+        assert_eq!(
+            Calibration::load(&dir, &c.device_key).unwrap(),
+            Some(c.clone())
+        );
+        assert_eq!(Calibration::load(&dir, "cpu/other").unwrap(), None);
+        std::fs::write(Calibration::path(&dir, &c.device_key), "{").unwrap();
+        assert!(Calibration::load(&dir, &c.device_key).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
