@@ -3,13 +3,14 @@
 
 use super::args::{Selection, ShapeArgs};
 use super::progress::PlanProgress;
+use super::table::table;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tilegemm::bench::BenchConfig;
 use tilegemm::select::db::{user_dir, TuningDb};
-use tilegemm::select::{Candidate, Selector, Source};
+use tilegemm::select::{Selector, Source};
 use tilegemm::tune::{
     budgeted_tune_shapes, default_tune_shapes, train, tune, TrainedModel, Training, TuneOptions,
     DEFAULT_FOLDS,
@@ -178,28 +179,34 @@ pub fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let how = match answer.source {
-        Source::Database => "measured",
-        Source::Model | Source::Prior => "predicted",
-    };
-    let describe = |c: &Candidate| {
+    let chosen = &answer.chosen;
+    println!(
+        "{}: {} on {} ({}) {} [estimate from the {:?}]",
+        args.shape, chosen.kernel, chosen.backend, chosen.api, chosen.device, answer.source
+    );
+    // Every candidate, best first.
+    let mut rows = table(
+        &["backend", "device", "kernel", "estimate from", "GFLOPS"],
+        4,
+    );
+    for c in &answer.candidates {
         let gflops = c
             .predicted_gflops
-            .map(|g| format!(", {g:.1} GFLOPS {how}"))
-            .unwrap_or_default();
-        format!(
-            "{} on {} ({}) {}{gflops}",
-            c.kernel, c.backend, c.api, c.device
-        )
-    };
-    println!(
-        "{}: {} [from the {:?}]",
-        args.shape,
-        describe(&answer.chosen),
-        answer.source
-    );
-    if let Some(runner_up) = &answer.runner_up {
-        println!("runner-up: {}", describe(runner_up));
+            .map_or_else(|| "-".to_string(), |g| format!("{g:.1}"));
+        let from = match (c.source, c.predicted_gflops) {
+            (Source::Database, _) => "measured here",
+            (Source::Model, _) => "learned model",
+            (Source::Prior, Some(_)) => "calibrated prior",
+            (Source::Prior, None) => "prior order",
+        };
+        rows.add_row(vec![
+            c.backend.clone(),
+            c.device.clone(),
+            c.kernel.clone(),
+            from.to_string(),
+            gflops,
+        ]);
     }
+    println!("{rows}");
     Ok(ExitCode::SUCCESS)
 }
