@@ -8,7 +8,9 @@ use crate::error::{Blame, Error, Result};
 use crate::problem::{GemmProblem, Shape, Transpose};
 use crate::select::calibration::CalibrationMode;
 use crate::select::db::user_dir;
+use crate::select::db::{Row, TuningDb};
 use crate::select::guard::{Disabled, Guard};
+use crate::select::online::{Explorer, OnlineTuning, Plan};
 use crate::select::policy::{ActivePolicy, Policy};
 use crate::select::{Choice, Selection, Selector, Target};
 use crate::telemetry::{Fallback, Report, Telemetry};
@@ -35,6 +37,12 @@ pub struct EngineOptions {
     /// How unmeasured candidates are estimated: each device calibrated on first need, the result
     /// kept in the user cache by default.
     pub calibration: CalibrationMode,
+    /// Whether real calls under the adaptive policy try the close rivals of a bucket's leader
+    /// ([`crate::select::online`]).
+    pub online: OnlineTuning,
+    /// Where on-line tuning appends what real calls measured (one database per device, shared
+    /// safely by processes); `None` keeps it in memory. Default: the user cache.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +53,8 @@ impl Default for EngineOptions {
             selector_dirs: Selector::default_dirs(),
             validate: true,
             calibration: CalibrationMode::Cached(user_dir()),
+            online: OnlineTuning::default(),
+            record_dir: Some(user_dir()),
         }
     }
 }
@@ -57,6 +67,8 @@ pub struct Engine {
     selector: Selector,
     policy: ActivePolicy,
     guard: Guard,
+    explorer: Explorer,
+    record_dir: Option<PathBuf>,
     telemetry: Telemetry,
 }
 
@@ -96,6 +108,8 @@ impl Engine {
             ),
             policy: ActivePolicy::new(options.policy),
             guard: Guard::new(options.validate),
+            explorer: Explorer::new(options.online),
+            record_dir: options.record_dir,
             telemetry: Telemetry::default(),
         }
     }
@@ -197,24 +211,52 @@ impl Engine {
         if target.kernel.is_some() {
             let choice = &selection.order[0];
             self.telemetry.record_selection(started.elapsed());
-            return self.run_and_record(choice, problem, a, b, c, None);
+            return self
+                .run_and_record(choice, problem, a, b, c, None, false)
+                .map(|_| choice.clone());
         }
-        let (arm, order) = self.policy.place(&selection.order);
+        let (arm, mut order) = self.policy.place(&selection.order);
+        // On-line tuning works on the selector's own ranking, not on an order a user asked for.
+        let plan = match self.policy.get().as_ref() {
+            Policy::Adaptive => self.explorer.plan(&selection, problem.flops()),
+            _ => Plan {
+                first: None,
+                track: false,
+            },
+        };
+        if let Some(first) = plan.first {
+            let rival = &selection.order[first];
+            order.retain(|c| !std::ptr::eq(*c, rival));
+            order.insert(0, rival);
+        }
         self.telemetry.record_selection(started.elapsed());
 
         let mut first_failure = None;
         for choice in order {
+            let explored = plan
+                .first
+                .filter(|&i| std::ptr::eq(&selection.order[i], choice));
             if self.guard.is_disabled(choice, problem) {
+                if let Some(first) = explored {
+                    self.explorer.forget(&selection, first);
+                }
                 continue;
             }
-            let outcome = self
-                .guard
-                .validate_once(choice, problem)
-                .and_then(|()| self.run_and_record(choice, problem, a, b, c, arm.as_deref()));
+            let outcome = self.guard.validate_once(choice, problem).and_then(|()| {
+                self.run_and_record(choice, problem, a, b, c, arm.as_deref(), plan.track)
+            });
             let error = match outcome {
-                Ok(ran) => return Ok(ran),
+                Ok(times) => {
+                    if plan.track {
+                        self.learn(&selection, choice, problem, times);
+                    }
+                    return Ok(choice.clone());
+                }
                 Err(e) => e,
             };
+            if let Some(first) = explored {
+                self.explorer.forget(&selection, first);
+            }
             let disable = match error.blame() {
                 Blame::Caller => return Err(error),
                 Blame::Problem => false,
@@ -234,7 +276,58 @@ impl Engine {
         }))
     }
 
-    /// Runs one GEMM on `choice` and records it (end-to-end GFLOPS) in the telemetry.
+    /// Feeds a tracked call to on-line tuning; once its bucket settles, the winner becomes the
+    /// decision and the samples are appended to each device's database in `record_dir`.
+    fn learn(
+        &self,
+        selection: &Selection,
+        choice: &Choice,
+        problem: &GemmProblem,
+        (seconds, kernel_seconds): (f64, Option<f64>),
+    ) {
+        let Some(index) = selection.order.iter().position(|c| std::ptr::eq(c, choice)) else {
+            return;
+        };
+        self.telemetry.record_tracked(seconds, index != 0);
+        let shape = Shape::new(problem.m, problem.n, problem.k);
+        let Some(settled) = self
+            .explorer
+            .record(selection, index, shape, seconds, kernel_seconds)
+        else {
+            return;
+        };
+        self.selector
+            .promote(selection, settled.winner, settled.gflops);
+        self.telemetry.record_settled(settled.winner != 0);
+        let Some(dir) = &self.record_dir else {
+            return;
+        };
+        for (device_index, device) in selection.order.iter().enumerate() {
+            let rows: Vec<Row> = settled
+                .samples
+                .iter()
+                .filter(|s| s.index == device_index)
+                .map(|s| Row {
+                    m: s.shape.m,
+                    n: s.shape.n,
+                    k: s.shape.k,
+                    kernel: device.kernel.clone(),
+                    gflops: s.kernel_gflops,
+                    e2e_gflops: s.e2e_gflops,
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            if let Err(e) = TuningDb::append(dir, device.backend.info(), rows) {
+                log::warn!("measurements of real calls not kept: {e}");
+            }
+        }
+    }
+
+    /// Runs one GEMM on `choice` and records it (end-to-end GFLOPS) in the telemetry; returns its
+    /// end-to-end seconds and, when `timed` and the device can tell, its kernel seconds.
+    #[allow(clippy::too_many_arguments)]
     fn run_and_record(
         &self,
         choice: &Choice,
@@ -243,9 +336,17 @@ impl Engine {
         b: &[f32],
         c: &mut [f32],
         arm: Option<&str>,
-    ) -> Result<Choice> {
+        timed: bool,
+    ) -> Result<(f64, Option<f64>)> {
         let started = Instant::now();
-        choice.backend.gemm(&choice.kernel, problem, a, b, c)?;
+        let kernel_seconds = if timed {
+            choice
+                .backend
+                .gemm_timed(&choice.kernel, problem, a, b, c)?
+        } else {
+            choice.backend.gemm(&choice.kernel, problem, a, b, c)?;
+            None
+        };
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
         let info = choice.backend.info();
         self.telemetry.record_call(
@@ -254,7 +355,7 @@ impl Engine {
             problem.flops() / seconds / 1e9,
             arm,
         );
-        Ok(choice.clone())
+        Ok((seconds, kernel_seconds))
     }
 
     fn record_fallback(

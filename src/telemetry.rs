@@ -110,6 +110,26 @@ pub struct Report {
     pub fallbacks: Vec<Fallback>,
     /// Per arm and shape, for the A/B policy.
     pub arms: Vec<ArmStats>,
+    /// On-line tuning at work.
+    pub online: OnlineStats,
+}
+
+/// What on-line tuning did: calls timed while buckets were being settled, the calls that ran a
+/// rival of the leader, and the decisions it settled or changed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OnlineStats {
+    /// Calls timed in buckets not yet settled.
+    pub tracked_calls: u64,
+    /// Seconds of those calls.
+    pub tracked_seconds: f64,
+    /// Calls that ran a rival instead of the leader.
+    pub rival_calls: u64,
+    /// Seconds of those calls.
+    pub rival_seconds: f64,
+    /// Buckets whose contenders all have their samples.
+    pub settled: u64,
+    /// Settled buckets whose winner was not the first ranking's choice.
+    pub changed: u64,
 }
 
 /// An engine's telemetry, shared by its threads.
@@ -155,6 +175,26 @@ impl Telemetry {
                 };
                 r.arms[index].gflops.push(gflops);
             }
+        });
+    }
+
+    /// A call timed for on-line tuning; `rival` when it ran a rival of the leader.
+    pub fn record_tracked(&self, seconds: f64, rival: bool) {
+        self.with(|r| {
+            r.online.tracked_calls += 1;
+            r.online.tracked_seconds += seconds;
+            if rival {
+                r.online.rival_calls += 1;
+                r.online.rival_seconds += seconds;
+            }
+        });
+    }
+
+    /// A bucket settled by on-line tuning; `changed` when its winner was not the first choice.
+    pub fn record_settled(&self, changed: bool) {
+        self.with(|r| {
+            r.online.settled += 1;
+            r.online.changed += changed as u64;
         });
     }
 

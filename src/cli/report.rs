@@ -112,6 +112,17 @@ pub fn print_telemetry(report: &Report, policy: &Policy) {
         latency.std_dev(),
         latency.count
     );
+    let online = &report.online;
+    println!(
+        "on-line tuning: {} calls timed ({:.3} s), {} ran a rival ({:.3} s, {:.1}% of the timed time); {} buckets settled, {} decisions changed",
+        online.tracked_calls,
+        online.tracked_seconds,
+        online.rival_calls,
+        online.rival_seconds,
+        100.0 * online.rival_seconds / online.tracked_seconds.max(1e-12),
+        online.settled,
+        online.changed
+    );
     println!("fallbacks: {}", report.fallbacks_total);
     for f in &report.fallbacks {
         println!(

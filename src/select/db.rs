@@ -72,9 +72,7 @@ impl TuningDb {
 
     /// Adds a measurement, replacing an earlier one of the same shape and kernel.
     pub fn record(&mut self, m: &Measurement) {
-        self.rows
-            .retain(|r| !((r.m, r.n, r.k) == (m.m, m.n, m.k) && r.kernel == m.kernel));
-        self.rows.push(Row {
+        self.record_row(Row {
             m: m.m,
             n: m.n,
             k: m.k,
@@ -82,6 +80,29 @@ impl TuningDb {
             gflops: m.gflops,
             e2e_gflops: m.e2e_gflops,
         });
+    }
+
+    /// Adds `row`, replacing an earlier one of the same shape and kernel.
+    pub fn record_row(&mut self, row: Row) {
+        self.rows
+            .retain(|r| !((r.m, r.n, r.k) == (row.m, row.n, row.k) && r.kernel == row.kernel));
+        self.rows.push(row);
+    }
+
+    /// Adds `rows` to the database of `info`'s device in `dir` (created if missing), under a lock
+    /// file, so processes appending at once lose nothing; the file is replaced atomically. A
+    /// database there that does not load is kept aside, as by [`TuningDb::save`].
+    pub fn append(dir: &Path, info: &DeviceInfo, rows: Vec<Row>) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, "creating the folder", e))?;
+        let _lock = FileLock::acquire(&dir.join(format!(".{}.lock", Self::file_name(&info.key))))?;
+        let mut db = match Self::load(dir, &info.key) {
+            Ok(Some(db)) => db,
+            Ok(None) | Err(_) => TuningDb::new(info),
+        };
+        for row in rows {
+            db.record_row(row);
+        }
+        db.save(dir)
     }
 
     /// The measurement of `kernel` at exactly `shape`, if any.
@@ -209,6 +230,54 @@ impl TuningDb {
             .map_err(|e| Error::file(&path, "serialising", Some(Box::new(e))))?;
         write_atomically(&path, &text)?;
         Ok(path)
+    }
+}
+
+/// A lock held while its file exists: created exclusively, removed on drop. A lock older than
+/// [`STALE_LOCK`] is taken to be left by a process that died, and broken.
+struct FileLock {
+    path: PathBuf,
+}
+
+/// How old a lock file must be to be broken.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl FileLock {
+    fn acquire(path: &Path) -> Result<Self> {
+        let started = std::time::Instant::now();
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(_) => {
+                    return Ok(FileLock {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok());
+                    if age.is_some_and(|age| age > STALE_LOCK) {
+                        let _ = std::fs::remove_file(path);
+                    } else if started.elapsed() > 2 * STALE_LOCK {
+                        return Err(file_error(path, "waiting for the lock", e));
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                }
+                Err(e) => return Err(file_error(path, "taking the lock", e)),
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

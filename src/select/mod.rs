@@ -19,6 +19,7 @@ pub mod db;
 pub mod decisions;
 pub mod guard;
 pub mod model;
+pub mod online;
 pub mod policy;
 pub mod prior;
 
@@ -82,6 +83,9 @@ pub struct Selection {
     /// Every candidate in the order ranked: the choice first, then the fallbacks.
     #[serde(skip)]
     pub order: Vec<Choice>,
+    /// The decision bucket this selection answers for.
+    #[serde(skip)]
+    pub key: DecisionKey,
 }
 
 /// The devices of an engine, their tuning databases (loaded from a list of folders, later folders
@@ -171,16 +175,45 @@ impl Selector {
     /// calls in the same bucket, with the same transposes, alignment and target, return it without
     /// ranking again.
     pub fn select_cached(&self, target: &Target, problem: &GemmProblem) -> Result<Arc<Selection>> {
-        let exact = self
-            .measured_shapes
-            .contains(&(problem.m, problem.n, problem.k));
-        let key = DecisionKey::new(problem, target, exact);
+        let key = self.key(target, problem);
         if let Some(found) = self.lock_decisions().get(&key) {
             return Ok(found);
         }
         let selection = Arc::new(self.select(target, problem)?);
         self.lock_decisions().insert(key, selection.clone());
         Ok(selection)
+    }
+
+    /// The decision bucket of `problem` under `target`.
+    fn key(&self, target: &Target, problem: &GemmProblem) -> DecisionKey {
+        let exact = self
+            .measured_shapes
+            .contains(&(problem.m, problem.n, problem.k));
+        DecisionKey::new(problem, target, exact)
+    }
+
+    /// Makes candidate `winner` of `selection` (an index into its order) the bucket's decision,
+    /// measured at `gflops` end to end by real calls; returns the new decision.
+    pub fn promote(&self, selection: &Selection, winner: usize, gflops: f64) -> Arc<Selection> {
+        let mut order = selection.order.clone();
+        let mut candidates = selection.candidates.clone();
+        let choice = order.remove(winner);
+        let mut candidate = candidates.remove(winner);
+        order.insert(0, choice);
+        candidate.predicted_gflops = Some(gflops);
+        candidate.source = Source::Database;
+        candidates.insert(0, candidate);
+        let promoted = Arc::new(Selection {
+            chosen: candidates[0].clone(),
+            source: Source::Database,
+            runner_up: candidates.get(1).cloned(),
+            candidates,
+            order,
+            key: selection.key.clone(),
+        });
+        self.lock_decisions()
+            .insert(selection.key.clone(), promoted.clone());
+        promoted
     }
 
     fn lock_decisions(&self) -> std::sync::MutexGuard<'_, Decisions> {
@@ -307,6 +340,7 @@ impl Selector {
             runner_up: candidates.get(1).cloned(),
             candidates,
             order,
+            key: self.key(target, problem),
         })
     }
 }

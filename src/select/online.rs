@@ -1,0 +1,228 @@
+//! On-line tuning: real calls try the close rivals of a bucket's leader, and the measured winner
+//! becomes the bucket's decision.
+//!
+//! When a bucket is first ranked, its contenders are fixed: the leader and up to [`RIVALS`]
+//! unmeasured candidates whose estimate is at least half the leader's (or unknown). Until each
+//! contender has [`SAMPLES`] successful calls, calls are timed; a call runs a rival instead of the
+//! leader only while the seconds spent on rivals stay under [`BUDGET_SHARE`] of the bucket's seconds
+//! so far, counting the rival's expected seconds (its estimate, else the leader's mean) (`On`), or
+//! as soon as one still needs samples (`Eager`). Every call still returns a
+//! correct result: a rival goes through the same validation probe and rollback as any candidate.
+//! Once every contender has its samples, the one with the best mean end-to-end GFLOPS wins.
+
+use super::decisions::DecisionKey;
+use super::{Selection, Source};
+use crate::problem::Shape;
+use crate::telemetry::Welford;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How an engine tunes from real calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnlineTuning {
+    /// Never: each bucket keeps its first ranking.
+    Off,
+    /// Rivals run within a budget of [`BUDGET_SHARE`] of the bucket's time.
+    #[default]
+    On,
+    /// Rivals run on the next calls until each has its samples (for tuning runs).
+    Eager,
+}
+
+/// Share of a bucket's seconds that calls to rivals may take under [`OnlineTuning::On`].
+pub const BUDGET_SHARE: f64 = 0.10;
+/// Successful calls each contender needs before the winner is chosen.
+pub const SAMPLES: u64 = 3;
+/// Rivals of the leader explored per bucket.
+pub const RIVALS: usize = 2;
+/// A rival is close when its estimate is at least this share of the leader's.
+const CLOSE: f64 = 0.5;
+/// Buckets followed at once; settled ones are dropped first past it.
+const CAPACITY: usize = 4096;
+
+/// What the engine does for one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Run this candidate (an index into the selection's order) first.
+    pub first: Option<usize>,
+    /// Time the call and report it with [`Explorer::record`].
+    pub track: bool,
+}
+
+/// One timed call of a contender.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Index into the selection's order.
+    pub index: usize,
+    /// The problem's shape.
+    pub shape: Shape,
+    /// End-to-end GFLOPS of the call.
+    pub e2e_gflops: f64,
+    /// Kernel GFLOPS, device-timed where the device can tell, else end to end.
+    pub kernel_gflops: f64,
+}
+
+/// A bucket whose contenders all have their samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    /// Index into the selection's order of the winner.
+    pub winner: usize,
+    /// Its mean end-to-end GFLOPS.
+    pub gflops: f64,
+    /// Every sample taken, to keep as measurements.
+    pub samples: Vec<Sample>,
+}
+
+struct Bucket {
+    /// Indices into the selection's order; the leader first.
+    contenders: Vec<usize>,
+    /// Each contender's estimated end-to-end GFLOPS, where there is one.
+    estimates: Vec<Option<f64>>,
+    gflops: Vec<Welford>,
+    samples: Vec<Sample>,
+    rival_seconds: f64,
+    total_seconds: f64,
+    settled: bool,
+}
+
+impl Bucket {
+    fn new(selection: &Selection) -> Self {
+        let leader = selection.candidates[0].predicted_gflops;
+        let rivals = selection
+            .candidates
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, c)| c.source != Source::Database)
+            .filter(|(_, c)| match (c.predicted_gflops, leader) {
+                (Some(rival), Some(leader)) => rival >= CLOSE * leader,
+                _ => true,
+            })
+            .map(|(index, _)| index)
+            .take(RIVALS);
+        let contenders: Vec<usize> = std::iter::once(0).chain(rivals).collect();
+        Bucket {
+            estimates: contenders
+                .iter()
+                .map(|&i| selection.candidates[i].predicted_gflops)
+                .collect(),
+            gflops: vec![Welford::default(); contenders.len()],
+            settled: contenders.len() == 1,
+            contenders,
+            samples: Vec::new(),
+            rival_seconds: 0.0,
+            total_seconds: 0.0,
+        }
+    }
+}
+
+/// The on-line tuning of one engine: a state per decision bucket.
+pub struct Explorer {
+    mode: OnlineTuning,
+    buckets: Mutex<HashMap<DecisionKey, Bucket>>,
+}
+
+impl Explorer {
+    /// An explorer in `mode`.
+    pub fn new(mode: OnlineTuning) -> Self {
+        Explorer {
+            mode,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What the next call of `selection`'s bucket, of `flops` floating-point operations, does.
+    pub fn plan(&self, selection: &Selection, flops: f64) -> Plan {
+        let idle = Plan {
+            first: None,
+            track: false,
+        };
+        if self.mode == OnlineTuning::Off {
+            return idle;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= CAPACITY && !buckets.contains_key(&selection.key) {
+            buckets.retain(|_, b| !b.settled);
+            if buckets.len() >= CAPACITY {
+                return idle;
+            }
+        }
+        let bucket = buckets
+            .entry(selection.key.clone())
+            .or_insert_with(|| Bucket::new(selection));
+        if bucket.settled {
+            return idle;
+        }
+        let hungry = (1..bucket.contenders.len()).find(|&c| bucket.gflops[c].count < SAMPLES);
+        let within_budget = |c: usize| {
+            let leader = &bucket.gflops[0];
+            let expected = match bucket.estimates[c] {
+                Some(gflops) if gflops > 0.0 => flops / (gflops * 1e9),
+                _ if leader.count > 0 => flops / (leader.mean.max(1e-9) * 1e9),
+                _ => return false,
+            };
+            bucket.rival_seconds + expected <= BUDGET_SHARE * bucket.total_seconds
+        };
+        let go = |c: &usize| self.mode == OnlineTuning::Eager || within_budget(*c);
+        Plan {
+            first: hungry.filter(go).map(|c| bucket.contenders[c]),
+            track: true,
+        }
+    }
+
+    /// A tracked call of `selection` that ran candidate `index` (of its order) in `seconds` end to
+    /// end (`kernel_seconds` on the device where known). The bucket's winner once it is known.
+    pub fn record(
+        &self,
+        selection: &Selection,
+        index: usize,
+        shape: Shape,
+        seconds: f64,
+        kernel_seconds: Option<f64>,
+    ) -> Option<Settled> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.get_mut(&selection.key)?;
+        if bucket.settled {
+            return None;
+        }
+        bucket.total_seconds += seconds;
+        let contender = bucket.contenders.iter().position(|&c| c == index)?;
+        if contender > 0 {
+            bucket.rival_seconds += seconds;
+        }
+        let flops = 2.0 * shape.m as f64 * shape.n as f64 * shape.k as f64;
+        let gflops = |s: f64| flops / s.max(1e-9) / 1e9;
+        bucket.gflops[contender].push(gflops(seconds));
+        bucket.samples.push(Sample {
+            index,
+            shape,
+            e2e_gflops: gflops(seconds),
+            kernel_gflops: gflops(kernel_seconds.unwrap_or(seconds)),
+        });
+        if bucket.gflops.iter().any(|w| w.count < SAMPLES) {
+            return None;
+        }
+        bucket.settled = true;
+        let best = (0..bucket.contenders.len())
+            .max_by(|&a, &b| bucket.gflops[a].mean.total_cmp(&bucket.gflops[b].mean))
+            .expect("the leader is a contender");
+        Some(Settled {
+            winner: bucket.contenders[best],
+            gflops: bucket.gflops[best].mean,
+            samples: std::mem::take(&mut bucket.samples),
+        })
+    }
+
+    /// Candidate `index` of `selection` failed where it was to be explored (disabled, out of
+    /// memory): it stops being a contender of this bucket.
+    pub fn forget(&self, selection: &Selection, index: usize) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(&selection.key) {
+            if let Some(c) = bucket.contenders.iter().position(|&i| i == index && i != 0) {
+                bucket.contenders.remove(c);
+                bucket.gflops.remove(c);
+                bucket.samples.retain(|s| s.index != index);
+            }
+        }
+    }
+}
