@@ -2,12 +2,18 @@
 //! decision served from the selector's cache.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use tilegemm::select::calibration::CalibrationMode;
+use tilegemm::select::db::user_dir;
 use tilegemm::select::Selector;
 use tilegemm::{Engine, GemmProblem, Target};
 
 fn selection_latency(c: &mut Criterion) {
     let engine = Engine::new();
-    let selector = Selector::load(engine.backends(), &Selector::default_dirs());
+    let selector = Selector::from_sources(
+        engine.backends(),
+        &Selector::default_sources(),
+        CalibrationMode::Cached(user_dir()),
+    );
     let target = Target::default();
     let problem = GemmProblem::new(700, 300, 500);
     c.bench_function("select/uncached", |b| {

@@ -8,7 +8,7 @@ use crate::error::{Blame, Error, Result};
 use crate::problem::{GemmProblem, Shape, Transpose};
 use crate::select::calibration::CalibrationMode;
 use crate::select::db::user_dir;
-use crate::select::db::{Row, TuningDb};
+use crate::select::db::{DataSource, Row, TuningDb};
 use crate::select::guard::{Disabled, Guard};
 use crate::select::online::{Explorer, OnlineTuning, Plan};
 use crate::select::policy::{ActivePolicy, Policy};
@@ -28,9 +28,9 @@ pub struct EngineOptions {
     pub backends: Vec<BackendKind>,
     /// How GEMMs that name no kernel are placed.
     pub policy: Policy,
-    /// Folders of tuning databases and models, later ones winning (default: the shipped
-    /// `models/`, then the user cache).
-    pub selector_dirs: Vec<PathBuf>,
+    /// Where tuning databases and models come from, later ones winning (default: the data shipped
+    /// inside the binary, then the user cache).
+    pub selector_data: Vec<DataSource>,
     /// Check each (device, kernel, transposes) against the f64 reference on a small probe before
     /// its first use by a policy; a kernel that fails is disabled and the call falls back.
     pub validate: bool,
@@ -50,7 +50,7 @@ impl Default for EngineOptions {
         EngineOptions {
             backends: BackendKind::ALL.to_vec(),
             policy: Policy::default(),
-            selector_dirs: Selector::default_dirs(),
+            selector_data: Selector::default_sources(),
             validate: true,
             calibration: CalibrationMode::Cached(user_dir()),
             online: OnlineTuning::default(),
@@ -95,15 +95,15 @@ impl Engine {
     }
 
     /// An engine over the given backends (e.g. one of your own [`Backend`] implementations),
-    /// with `options`' policy, selector folders and validation; `options.backends` is not used.
+    /// with `options`' policy, selector data, calibration and on-line tuning; `options.backends` is not used.
     /// The device-resident API stays with the [`WgpuBackend`] values you hold.
     pub fn with_backends(backends: Vec<Arc<dyn Backend>>, options: EngineOptions) -> Self {
         Engine {
             wgpu_devices: Vec::new(),
             unavailable: Vec::new(),
-            selector: Selector::with_calibration(
+            selector: Selector::from_sources(
                 &backends,
-                &options.selector_dirs,
+                &options.selector_data,
                 options.calibration,
             ),
             policy: ActivePolicy::new(options.policy),

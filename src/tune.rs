@@ -366,7 +366,7 @@ mod tests {
 
     fn cpu_engine() -> Engine {
         let options = EngineOptions {
-            selector_dirs: Vec::new(),
+            selector_data: Vec::new(),
             ..EngineOptions::default()
         };
         Engine::with_backends(vec![Arc::new(CpuBackend::new())], options)

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::select::calibration::CalibrationMode;
-use tilegemm::select::db::{Row, TuningDb};
+use tilegemm::select::db::{DataSource, Row, TuningDb};
 use tilegemm::select::online::{OnlineTuning, BUDGET_SHARE, SAMPLES};
 use tilegemm::select::{Source, Target};
 use tilegemm::verify::{random_inputs, tolerance};
@@ -31,7 +31,7 @@ fn engine(gpu: &Arc<ScriptedGpu>, online: OnlineTuning, dir: &Path) -> Engine {
     Engine::with_backends(
         vec![gpu.clone() as Arc<dyn Backend>],
         EngineOptions {
-            selector_dirs: vec![dir.to_path_buf()],
+            selector_data: vec![DataSource::Folder(dir.to_path_buf())],
             calibration: CalibrationMode::Off,
             online,
             record_dir: Some(dir.to_path_buf()),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::select::calibration::CalibrationMode;
-use tilegemm::select::db::TuningDb;
+use tilegemm::select::db::{DataSource, TuningDb};
 use tilegemm::select::guard::PROBE_SHAPE;
 use tilegemm::verify::{random_inputs, tolerance, verify_seeded, VerifyCase};
 use tilegemm::{
@@ -44,7 +44,7 @@ fn engine_with(name: &str, policy: Policy, validate: bool) -> (Engine, Arc<Scrip
         vec![cpu_backend(), gpu.clone()],
         EngineOptions {
             policy,
-            selector_dirs: vec![dir],
+            selector_data: vec![DataSource::Folder(dir)],
             validate,
             calibration: CalibrationMode::Off,
             ..EngineOptions::default()
@@ -186,7 +186,7 @@ fn when_every_candidate_fails_the_first_error_is_returned() {
         vec![gpu.clone()],
         EngineOptions {
             policy: Policy::Fixed("broken".into()),
-            selector_dirs: vec![],
+            selector_data: vec![],
             calibration: CalibrationMode::Off,
             ..EngineOptions::default()
         },
@@ -206,7 +206,7 @@ fn when_every_candidate_fails_the_first_error_is_returned() {
     let engine = Engine::with_backends(
         vec![Arc::new(ScriptedGpu::offering(&["broken"]))],
         EngineOptions {
-            selector_dirs: vec![],
+            selector_data: vec![],
             calibration: CalibrationMode::Off,
             ..EngineOptions::default()
         },
@@ -234,7 +234,7 @@ fn scripted_engine(offered: &[&'static str], policy: Policy) -> (Engine, Arc<Scr
         vec![cpu_backend(), gpu.clone()],
         EngineOptions {
             policy,
-            selector_dirs: vec![],
+            selector_data: vec![],
             calibration: CalibrationMode::Off,
             ..EngineOptions::default()
         },

@@ -229,7 +229,7 @@ fn tune_then_select_from_the_command_line() {
 
 #[test]
 fn every_shipped_database_loads_under_its_own_name() {
-    let dir = tilegemm::select::db::shipped_dir();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -338,7 +338,7 @@ fn the_model_file_name_ignores_device_order() {
 #[test]
 fn every_shipped_model_loads_with_its_quality() {
     use tilegemm::select::model::Model;
-    let dir = tilegemm::select::db::shipped_dir();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -397,7 +397,7 @@ fn the_default_engine_runs_each_measured_shape_on_its_measured_best() {
     // On a host with shipped databases (this CPU-only class in CI): every shape measured here
     // is placed on its fastest measured pair — the CPU backend wherever it beat lavapipe and PoCL.
     let engine = engine();
-    let dir = tilegemm::select::db::shipped_dir();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     let databases: Vec<TuningDb> = engine
         .backends()
         .iter()

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tilegemm::bench::BenchConfig;
-use tilegemm::select::db::{user_dir, TuningDb};
+use tilegemm::select::calibration::CalibrationMode;
+use tilegemm::select::db::{user_dir, DataSource, TuningDb};
 use tilegemm::select::{Selector, Source};
 use tilegemm::tune::{
     budgeted_tune_shapes, default_tune_shapes, train, tune, TrainedModel, Training, TuneOptions,
@@ -163,12 +164,16 @@ fn print_model(trained: &TrainedModel) {
 pub fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
     let engine = args.selection.engine();
     super::report_unavailable(&engine);
-    let dirs = if args.db.is_empty() {
-        Selector::default_dirs()
+    let sources = if args.db.is_empty() {
+        Selector::default_sources()
     } else {
-        args.db
+        args.db.into_iter().map(DataSource::Folder).collect()
     };
-    let selector = Selector::load(engine.backends(), &dirs);
+    let selector = Selector::from_sources(
+        engine.backends(),
+        &sources,
+        CalibrationMode::Cached(user_dir()),
+    );
     for problem in &selector.problems {
         eprintln!("note: ignored {problem}");
     }

@@ -152,11 +152,17 @@ impl TuningDb {
     /// Reads the database of `device_key` from `dir`: `Ok(None)` when there is no file, an error
     /// when the file is unreadable, not ours, of another version or for another device.
     pub fn load(dir: &Path, device_key: &str) -> Result<Option<Self>> {
-        let path = dir.join(Self::file_name(device_key));
-        if !path.exists() {
+        Self::load_from(&DataSource::Folder(dir.to_path_buf()), device_key)
+    }
+
+    /// As [`TuningDb::load`], from any data source.
+    pub fn load_from(source: &DataSource, device_key: &str) -> Result<Option<Self>> {
+        let name = Self::file_name(device_key);
+        let Some(text) = source.read(&name)? else {
             return Ok(None);
-        }
-        let db = Self::read_file(&path)?;
+        };
+        let path = source.path(&name);
+        let db = Self::parse(&path, &text)?;
         if db.device_key != device_key {
             return Err(Error::file(
                 &path,
@@ -167,26 +173,27 @@ impl TuningDb {
         Ok(Some(db))
     }
 
-    /// The database of `info`'s device in `dir`: its own, else one of the same device (backend, API,
-    /// name) under another driver or CPU thread count (rows of a driver update still describe the
-    /// device better than nothing). `Ok(None)` when there is neither.
-    pub fn load_for(dir: &Path, info: &DeviceInfo) -> Result<Option<Self>> {
-        if let Some(own) = Self::load(dir, &info.key)? {
+    /// The database of `info`'s device in `source`: its own, else one of the same device (backend,
+    /// API, name) under another driver or CPU thread count (rows of a driver update still describe
+    /// the device better than nothing). `Ok(None)` when there is neither.
+    pub fn load_for(source: &DataSource, info: &DeviceInfo) -> Result<Option<Self>> {
+        if let Some(own) = Self::load_from(source, &info.key)? {
             return Ok(Some(own));
         }
         // File names begin with the key's `backend/api/name/` part, made safe the same way.
         let class = format!("{}/{}/{}/", info.backend, info.api, info.name);
         let prefix = Self::file_name(&class).replace(".tuning.json", "");
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(None);
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        let mut names: Vec<String> = source
+            .names()
+            .into_iter()
             .filter(|name| name.starts_with(&prefix) && name.ends_with(".tuning.json"))
             .collect();
         names.sort();
         for name in names {
-            let db = Self::read_file(&dir.join(&name))?;
+            let Some(text) = source.read(&name)? else {
+                continue;
+            };
+            let db = Self::parse(&source.path(&name), &text)?;
             if (db.backend, db.api.as_str(), db.device.as_str())
                 == (info.backend, info.api.as_str(), info.name.as_str())
             {
@@ -199,7 +206,12 @@ impl TuningDb {
     /// Reads and checks one database file (format, version), whatever device it is for.
     pub fn read_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| file_error(path, "reading", e))?;
-        let db: TuningDb = serde_json::from_str(&text)
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks the text of a database file (format, version).
+    fn parse(path: &Path, text: &str) -> Result<Self> {
+        let db: TuningDb = serde_json::from_str(text)
             .map_err(|e| file_error(path, format!("not a tuning database: {e}"), e))?;
         if db.format != FORMAT || db.version != VERSION {
             return Err(Error::file(
@@ -331,7 +343,53 @@ pub fn user_dir() -> PathBuf {
     cache.join("tilegemm")
 }
 
-/// The databases shipped with the source tree (`models/`), where the binary can still see it.
-pub fn shipped_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+/// Where tuning data is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// The data shipped inside the binary ([`super::shipped`], built from `models/`).
+    Shipped,
+    /// A folder: the user cache, or one given.
+    Folder(PathBuf),
+}
+
+impl DataSource {
+    /// The text of the file `name`; `Ok(None)` when there is no such file.
+    pub fn read(&self, name: &str) -> Result<Option<String>> {
+        match self {
+            DataSource::Shipped => Ok(super::shipped::read(name).map(str::to_string)),
+            DataSource::Folder(dir) => {
+                let path = dir.join(name);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok(Some(text)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(file_error(&path, "reading", e)),
+                }
+            }
+        }
+    }
+
+    /// The names of every file.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            DataSource::Shipped => super::shipped::files()
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
+            DataSource::Folder(dir) => std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// How the file `name` of this source is named in messages.
+    pub fn path(&self, name: &str) -> PathBuf {
+        match self {
+            DataSource::Shipped => Path::new("<shipped>").join(name),
+            DataSource::Folder(dir) => dir.join(name),
+        }
+    }
 }

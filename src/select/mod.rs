@@ -22,6 +22,7 @@ pub mod model;
 pub mod online;
 pub mod policy;
 pub mod prior;
+pub mod shipped;
 
 pub use candidates::{candidates, why_no_candidate, Choice, Target};
 pub use prior::prior_order;
@@ -30,7 +31,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::problem::{GemmProblem, Shape};
 use calibration::{calibrate, Calibration, CalibrationMode};
-use db::TuningDb;
+use db::{DataSource, TuningDb};
 use decisions::{DecisionKey, Decisions};
 use model::Model;
 use serde::Serialize;
@@ -106,27 +107,37 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// As [`Selector::with_calibration`], calibrating devices on first need and keeping the
-    /// calibrations in the user cache.
+    /// As [`Selector::from_sources`] over the folders `dirs`, calibrating devices on first need
+    /// and keeping the calibrations in the user cache.
     pub fn load(backends: &[Arc<dyn Backend>], dirs: &[PathBuf]) -> Self {
         Self::with_calibration(backends, dirs, CalibrationMode::Cached(db::user_dir()))
     }
 
-    /// Loads, for every device of `backends`, its database from each of `dirs` (later folders replace
-    /// earlier ones): the device's own, else one of the same device under another driver (or CPU
-    /// thread count). Unusable files are logged once and listed in `problems`, never fatal.
-    /// Unmeasured candidates are estimated by the calibrated prior under `calibration`.
+    /// As [`Selector::from_sources`] over the folders `dirs`.
     pub fn with_calibration(
         backends: &[Arc<dyn Backend>],
         dirs: &[PathBuf],
+        calibration: CalibrationMode,
+    ) -> Self {
+        let sources: Vec<DataSource> = dirs.iter().cloned().map(DataSource::Folder).collect();
+        Self::from_sources(backends, &sources, calibration)
+    }
+
+    /// Loads, for every device of `backends`, its database from each of `sources` (later ones
+    /// replace earlier ones): the device's own, else one of the same device under another driver
+    /// (or CPU thread count). Unusable files are logged once and listed in `problems`, never
+    /// fatal. Unmeasured candidates are estimated by the calibrated prior under `calibration`.
+    pub fn from_sources(
+        backends: &[Arc<dyn Backend>],
+        sources: &[DataSource],
         calibration: CalibrationMode,
     ) -> Self {
         let mut databases = HashMap::new();
         let mut problems = Vec::new();
         for backend in backends {
             let info = backend.info();
-            for dir in dirs {
-                match TuningDb::load_for(dir, info) {
+            for source in sources {
+                match TuningDb::load_for(source, info) {
                     Ok(Some(db)) => {
                         databases.insert(info.key.clone(), db);
                     }
@@ -149,8 +160,8 @@ impl Selector {
             .map(|db| db.device_key.clone())
             .collect();
         let mut model = None;
-        for dir in dirs {
-            match Model::load(dir, &keys) {
+        for source in sources {
+            match Model::load_from(source, &keys) {
                 Ok(Some(found)) => model = Some(found),
                 Ok(None) => {}
                 Err(e) => {
@@ -270,9 +281,9 @@ impl Selector {
         self.model.as_ref()
     }
 
-    /// The shipped databases, then the user's.
-    pub fn default_dirs() -> Vec<PathBuf> {
-        vec![db::shipped_dir(), db::user_dir()]
+    /// The data shipped inside the binary, then the user cache.
+    pub fn default_sources() -> Vec<DataSource> {
+        vec![DataSource::Shipped, DataSource::Folder(db::user_dir())]
     }
 
     /// The candidate `choice` with its estimate from the best source for it: measured at this

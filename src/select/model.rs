@@ -6,7 +6,7 @@
 //! the devices it knows, its feature names and its held-out quality. Quality is measured by k-fold
 //! over shapes: every shape is predicted by a model that never saw it.
 
-use super::db::{write_atomically, TuningDb};
+use super::db::{write_atomically, DataSource, TuningDb};
 use crate::device::BackendKind;
 use crate::error::{Error, Result};
 use crate::kernel::{find, KernelSpec};
@@ -386,12 +386,16 @@ impl Model {
     /// The model for exactly this set of devices in `dir`, if any; an error when the file is not a
     /// usable model (the caller reports it and goes on without).
     pub fn load(dir: &Path, device_keys: &[String]) -> Result<Option<Self>> {
-        let path = dir.join(Self::file_name(device_keys));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::file(&path, "reading", Some(Box::new(e)))),
+        Self::load_from(&DataSource::Folder(dir.to_path_buf()), device_keys)
+    }
+
+    /// As [`Model::load`], from any data source.
+    pub fn load_from(source: &DataSource, device_keys: &[String]) -> Result<Option<Self>> {
+        let name = Self::file_name(device_keys);
+        let Some(text) = source.read(&name)? else {
+            return Ok(None);
         };
+        let path = source.path(&name);
         let model: Model = serde_json::from_str(&text).map_err(|e| {
             Error::file(
                 &path,
