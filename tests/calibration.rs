@@ -215,3 +215,48 @@ fn neighbouring_shapes_share_a_decision_measured_shapes_keep_their_own_and_the_c
     assert!((3_000..=4_096).contains(&kept), "{kept} decisions kept");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn measured_kernels_of_a_device_correct_the_estimates_of_its_others() {
+    // The GPU's calibration promises ~1.4 TFLOPS at 1024³, but its tile16 was measured there at 100
+    // GFLOPS: its unmeasured `good` is judged by the same reality and the measured CPU wins.
+    let cpu = cpu_backend();
+    let gpu = ScriptedGpu::named("Fast GPU", &["tile16", "good"]).with_speed(Speed {
+        gflops: 10_000.0,
+        bytes_per_second: 10e9,
+        fixed_seconds: 1e-4,
+    });
+    let dir = temp_dir("calibration-corrected");
+    let mut gpu_db = TuningDb::new(gpu.info());
+    gpu_db.record(&measurement(&gpu, "tile16", 1024, 100.0));
+    gpu_db.save(&dir).unwrap();
+    let mut cpu_db = TuningDb::new(cpu.info());
+    cpu_db.record(&measurement(cpu.as_ref(), "native", 1024, 600.0));
+    cpu_db.save(&dir).unwrap();
+    let gpu: Arc<dyn Backend> = Arc::new(gpu);
+    let selector = Selector::with_calibration(
+        &[cpu.clone(), gpu],
+        std::slice::from_ref(&dir),
+        CalibrationMode::InMemory,
+    );
+    let selection = selector
+        .select(&Target::default(), &GemmProblem::new(1024, 1024, 1024))
+        .unwrap();
+    let estimates: Vec<(&str, Source, f64)> = selection
+        .candidates
+        .iter()
+        .map(|c| (c.kernel.as_str(), c.source, c.predicted_gflops.unwrap()))
+        .collect();
+    assert_eq!(
+        estimates[0],
+        ("native", Source::Database, 600.0),
+        "{estimates:?}"
+    );
+    let good = estimates.iter().find(|e| e.0 == "good").unwrap();
+    assert_eq!(good.1, Source::Prior);
+    assert!(
+        (good.2 - 100.0).abs() < 1.0,
+        "scaled to the measured tile16: {estimates:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

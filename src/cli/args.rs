@@ -2,6 +2,7 @@
 //! transposes of a problem, and the shapes to run on.
 
 use clap::Args;
+use tilegemm::select::online::OnlineTuning;
 use tilegemm::{BackendKind, Engine, EngineOptions, Shape, Target};
 
 /// Which devices and kernels a command uses.
@@ -16,6 +17,9 @@ pub struct Selection {
     /// Only this kernel (e.g. tile16, tile20, tile24, native).
     #[arg(long)]
     pub kernel: Option<String>,
+    /// On-line tuning of the engine's adaptive policy from real calls: off, on or eager.
+    #[arg(long, default_value = "on")]
+    pub online: OnlineTuning,
 }
 
 impl Selection {
@@ -34,6 +38,7 @@ impl Selection {
                 .into_iter()
                 .filter(|&kind| self.backend.is_none_or(|b| b == kind))
                 .collect(),
+            online: self.online,
             ..EngineOptions::default()
         })
     }

@@ -49,7 +49,8 @@ pub fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let selection = engine.select(&target, &problem)?;
     let (a, b, c_in) = random_inputs(&problem, &mut SmallRng::from_os_rng());
     let mut c = c_in.clone();
-    engine.gemm_on(&target, &problem, &a, &b, &mut c)?; // warm-up: validates, compiles, allocates
+    // The first call (also the warm-up: validates, compiles, allocates).
+    let first = engine.gemm_on(&target, &problem, &a, &b, &mut c)?;
     let mut times = Vec::with_capacity(args.reps.max(1));
     let mut choice = None;
     for _ in 0..args.reps.max(1) {
@@ -78,9 +79,21 @@ pub fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         if pass { "pass" } else { "FAIL" }
     );
     println!(
-        "policy {}; selector: {} from the {:?}",
-        args.policy, selection.chosen.kernel, selection.source
+        "policy {}; selector: {} from the {:?}; first call ran {} on {} {}",
+        args.policy,
+        selection.chosen.kernel,
+        selection.source,
+        first.kernel,
+        first.backend.info().backend,
+        first.backend.info().name
     );
+    let online = engine.telemetry().online;
+    if online.tracked_calls > 0 {
+        println!(
+            "on-line tuning: {} of {} timed calls ran a rival; {} decision settled, {} changed",
+            online.rival_calls, online.tracked_calls, online.settled, online.changed
+        );
+    }
     let telemetry = engine.telemetry();
     if matches!(args.policy, Policy::Ab(..)) || telemetry.fallbacks_total > 0 {
         print_telemetry(&telemetry, &args.policy);

@@ -325,6 +325,43 @@ impl Selector {
         }
     }
 
+    /// Scales the calibrated estimates of a device by how far its calibration is from what was
+    /// measured on it at this shape (the mean ratio over its measured kernels): once some kernels
+    /// of a device are measured, its unmeasured ones are judged against the same reality.
+    fn correct_by_measurements(&self, ranked: &mut [(Choice, Candidate)], problem: &GemmProblem) {
+        for device in &self.devices {
+            let key = &device.info().key;
+            let on_device = |choice: &Choice| &choice.backend.info().key == key;
+            let has = |source| {
+                ranked.iter().any(|(ch, c)| {
+                    on_device(ch) && c.source == source && c.predicted_gflops.is_some()
+                })
+            };
+            if !has(Source::Database) || !has(Source::Prior) {
+                continue;
+            }
+            let Some(calibration) = self.calibration(device.as_ref()) else {
+                continue;
+            };
+            let ratios: Vec<f64> = ranked
+                .iter()
+                .filter(|(ch, c)| on_device(ch) && c.source == Source::Database)
+                .filter_map(|(ch, c)| {
+                    Some(c.predicted_gflops? / calibration.estimate_gflops(&ch.kernel, problem)?)
+                })
+                .collect();
+            if ratios.is_empty() {
+                continue;
+            }
+            let ratio = ratios.iter().sum::<f64>() / ratios.len() as f64;
+            for (choice, candidate) in ranked.iter_mut() {
+                if on_device(choice) && candidate.source == Source::Prior {
+                    candidate.predicted_gflops = candidate.predicted_gflops.map(|g| g * ratio);
+                }
+            }
+        }
+    }
+
     /// Ranks every candidate for `problem` by its estimated end-to-end GFLOPS, each estimate from
     /// the best source for that candidate (measured → model → calibrated prior): a measured
     /// candidate never wins only because its rivals are unmeasured. Candidates with no estimate
@@ -341,6 +378,7 @@ impl Selector {
                 (choice, candidate)
             })
             .collect();
+        self.correct_by_measurements(&mut ranked, problem);
         // Stable: candidates without a number keep the prior's order, after those with one.
         let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
         ranked.sort_by(|(_, a), (_, b)| score(b).total_cmp(&score(a)));

@@ -29,6 +29,22 @@ pub enum OnlineTuning {
     Eager,
 }
 
+impl std::str::FromStr for OnlineTuning {
+    type Err = String;
+
+    /// `off`, `on` or `eager`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(OnlineTuning::Off),
+            "on" => Ok(OnlineTuning::On),
+            "eager" => Ok(OnlineTuning::Eager),
+            _ => Err(format!(
+                "unknown on-line tuning '{s}' (expected off, on or eager)"
+            )),
+        }
+    }
+}
+
 /// Share of a bucket's seconds that calls to rivals may take under [`OnlineTuning::On`].
 pub const BUDGET_SHARE: f64 = 0.10;
 /// Successful calls each contender needs before the winner is chosen.
