@@ -1,0 +1,37 @@
+"""Regret of the engine's first and after-tuning choices against every candidate measured.
+
+python3 analyse.py   (in this folder) — reads workload.txt (the engine's choices, from an empty
+cache) and exhaustive/*.tuning.json (every candidate at every shape, end-to-end GFLOPS).
+"""
+import glob
+import json
+import re
+
+measured = {}  # (m, n, k) -> {(device, kernel): e2e GFLOPS}
+for path in glob.glob("exhaustive/*.tuning.json"):
+    db = json.load(open(path))
+    for row in db["rows"]:
+        shape = (row["m"], row["n"], row["k"])
+        measured.setdefault(shape, {})[(db["device"], row["kernel"])] = row["e2e_gflops"]
+
+text = open("workload.txt").read()
+rows = []
+for block in text.split("== ")[1:]:
+    shape = tuple(int(x) for x in block.split()[0].split("x"))
+    last = re.search(r"^(\S+) on \S+ \(\S+\) (.+?): \d+x", block, re.M)
+    first = re.search(r"first call ran (\S+) on \S+ (.+)$", block, re.M)
+    table = measured[shape]
+    best = max(table.values())
+    regret = lambda device, kernel: best / table[(device.strip(), kernel)] - 1
+    rows.append((shape, regret(first.group(2), first.group(1)), regret(last.group(2), last.group(1)),
+                 first.group(1), last.group(1), max(table, key=table.get)))
+
+print("| shape | first call | regret | after tuning | regret | best measured |")
+print("|---|---|---|---|---|---|")
+for shape, r1, r2, k1, k2, best in rows:
+    print(f"| {'x'.join(map(str, shape))} | {k1} | {100 * r1:.0f}% | {k2} | {100 * r2:.0f}% | {best[1]} ({best[0][:18]}) |")
+for label, i in [("first call", 1), ("after tuning", 2)]:
+    values = [r[i] for r in rows]
+    top1 = sum(v < 0.005 for v in values)
+    print(f"{label}: top-1 {top1}/{len(values)}, mean regret {100 * sum(values) / len(values):.1f}%, "
+          f"worst {100 * max(values):.0f}%, worst ratio {1 + max(values):.2f}x")
