@@ -2,7 +2,7 @@
 //! predicts for any (kernel, problem) nobody measured.
 //!
 //! A calibration measures, in a few hundred milliseconds: the fixed cost of a call (a tiny GEMM),
-//! host→device and device→host bandwidth (two GEMMs that move many bytes and compute little, their
+//! host→device and device→host bandwidth (GEMMs that move 4–64 MiB and compute little, their
 //! device-timed kernel time taken off), and the GFLOPS of the prior's kernels at a mid-size cube
 //! (doubled from 256³ until the kernel runs for a few milliseconds). The estimate is then
 //! `fixed + bytes up ÷ upload rate + bytes down ÷ download rate + flops ÷ kernel rate`. A kernel that
@@ -27,6 +27,9 @@ const VERSION: u32 = 1;
 
 /// Stop growing the rate measurement's cube once the kernel runs this long.
 const RATE_TARGET_SECONDS: f64 = 0.004;
+
+/// Stop growing a copy measurement once the copy takes this long.
+const COPY_TARGET_SECONDS: f64 = 0.01;
 
 /// The calibration's soft time limit: no new measurement starts after it.
 const BUDGET: Duration = Duration::from_millis(400);
@@ -174,15 +177,31 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
     let (fixed_seconds, _) = time(backend, primary, &GemmProblem::new(8, 8, 8)).ok()?;
     let copies = backend.info().backend != BackendKind::Cpu;
     // Bytes one way, little arithmetic: C of 1024² comes back (k = 1); A and B of 4 MiB each go up.
-    let copy_rate = |problem: GemmProblem, bytes: f64| -> Option<f64> {
-        let (e2e, kernel) = time(backend, primary, &problem).ok()?;
-        let seconds = e2e - fixed_seconds - kernel?;
-        Some(bytes / seconds.max(1e-7))
+    // Bytes one way, little arithmetic, grown ×4 from 4 MiB until the copy takes
+    // COPY_TARGET_SECONDS or reaches 64 MiB (small copies run faster per byte than the large ones
+    // that decide between a GPU and the CPU): C of n² comes back (k = 1), or A and B of 16×k go up.
+    let copy_rate = |problem: &dyn Fn(usize) -> (GemmProblem, f64)| -> Option<f64> {
+        let mut scale = 1;
+        loop {
+            let (problem, bytes) = problem(scale);
+            let (e2e, kernel) = time(backend, primary, &problem).ok()?;
+            let seconds = (e2e - fixed_seconds - kernel?).max(1e-7);
+            if seconds >= COPY_TARGET_SECONDS || scale >= 16 || started.elapsed() >= BUDGET {
+                return Some(bytes / seconds);
+            }
+            scale *= 4;
+        }
     };
     let (download, upload) = if copies {
         (
-            copy_rate(GemmProblem::new(1024, 1024, 1), 4.0 * 1024.0 * 1024.0),
-            copy_rate(GemmProblem::new(64, 64, 16384), 8.0 * 64.0 * 16384.0),
+            copy_rate(&|scale| {
+                let n = 1024 * (scale as f64).sqrt() as usize;
+                (GemmProblem::new(n, n, 1), 4.0 * (n * n) as f64)
+            }),
+            copy_rate(&|scale| {
+                let k = 32768 * scale;
+                (GemmProblem::new(16, 16, k), 8.0 * (16 * k) as f64)
+            }),
         )
     } else {
         (None, None)

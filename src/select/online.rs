@@ -2,7 +2,9 @@
 //! becomes the bucket's decision.
 //!
 //! When a bucket is first ranked, its contenders are fixed: the leader and up to [`RIVALS`]
-//! unmeasured candidates whose estimate is at least half the leader's (or unknown). Until each
+//! unmeasured candidates whose estimate is at least a quarter of the leader's (or unknown): the
+//! best of each other device first (estimates of different devices are the least comparable),
+//! then the leader's own runners-up. Until each
 //! contender has [`SAMPLES`] successful calls, calls are timed; a call runs a rival instead of the
 //! leader only while the seconds spent on rivals stay under [`BUDGET_SHARE`] of the bucket's seconds
 //! so far, counting the rival's expected seconds (its estimate, else the leader's mean) (`On`), or
@@ -50,9 +52,9 @@ pub const BUDGET_SHARE: f64 = 0.10;
 /// Successful calls each contender needs before the winner is chosen.
 pub const SAMPLES: u64 = 3;
 /// Rivals of the leader explored per bucket.
-pub const RIVALS: usize = 2;
+pub const RIVALS: usize = 3;
 /// A rival is close when its estimate is at least this share of the leader's.
-const CLOSE: f64 = 0.5;
+const CLOSE: f64 = 0.25;
 /// Buckets followed at once; settled ones are dropped first past it.
 const CAPACITY: usize = 4096;
 
@@ -103,19 +105,41 @@ struct Bucket {
 
 impl Bucket {
     fn new(selection: &Selection) -> Self {
-        let leader = selection.candidates[0].predicted_gflops;
-        let rivals = selection
+        let leader = &selection.candidates[0];
+        let close: Vec<usize> = selection
             .candidates
             .iter()
             .enumerate()
             .skip(1)
             .filter(|(_, c)| c.source != Source::Database)
-            .filter(|(_, c)| match (c.predicted_gflops, leader) {
-                (Some(rival), Some(leader)) => rival >= CLOSE * leader,
-                _ => true,
-            })
+            .filter(
+                |(_, c)| match (c.predicted_gflops, leader.predicted_gflops) {
+                    (Some(rival), Some(leader)) => rival >= CLOSE * leader,
+                    _ => true,
+                },
+            )
             .map(|(index, _)| index)
-            .take(RIVALS);
+            .collect();
+        let device = |i: usize| {
+            let c = &selection.candidates[i];
+            (c.backend.as_str(), c.device.as_str())
+        };
+        let mut rivals: Vec<usize> = Vec::new();
+        for &i in &close {
+            let new_device =
+                device(i) != device(0) && rivals.iter().all(|&r| device(r) != device(i));
+            if new_device {
+                rivals.push(i);
+            }
+        }
+        rivals.extend(
+            close
+                .iter()
+                .filter(|i| !rivals.contains(i))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        rivals.truncate(RIVALS);
         let contenders: Vec<usize> = std::iter::once(0).chain(rivals).collect();
         Bucket {
             estimates: contenders

@@ -8,6 +8,7 @@
 # 2. Then every candidate measured at every shape (tune --no-train), into another folder.
 set -u
 SHAPES="1478x2674x975 124x1881x93 2224x322x139 973x87x374 198x101x1812 207x446x249 3311x1497x79 1956x1491x3781 145x2617x466 103x905x1780 344x298x2544 963x366x1298"
+rm -rf /tmp/fresh-cache /tmp/exhaustive-cache
 export TILEGEMM_CACHE=/tmp/fresh-cache
 for s in $SHAPES; do
   echo "== $s"
