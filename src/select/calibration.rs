@@ -157,10 +157,28 @@ fn calibrated_kernels(backend: &dyn Backend) -> Vec<String> {
 
 /// Fastest end-to-end and kernel seconds of `kernel` on `problem` (kernel `None`: not device-timed).
 fn time(backend: &dyn Backend, kernel: &str, problem: &GemmProblem) -> Result<(f64, Option<f64>)> {
+    time_with(backend, kernel, problem, 2)
+}
+
+/// As [`time`], from one call after the warm-up (for copies of tens of MiB).
+fn time_once(
+    backend: &dyn Backend,
+    kernel: &str,
+    problem: &GemmProblem,
+) -> Result<(f64, Option<f64>)> {
+    time_with(backend, kernel, problem, 1)
+}
+
+fn time_with(
+    backend: &dyn Backend,
+    kernel: &str,
+    problem: &GemmProblem,
+    reps: usize,
+) -> Result<(f64, Option<f64>)> {
     let config = BenchConfig {
         warmup: 1,
-        reps: 3,
-        min_reps: 2,
+        reps: reps + 1,
+        min_reps: reps,
         budget_seconds: 0.05,
     };
     let mut operands = Operands::random(problem, 7)?;
@@ -176,40 +194,46 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
     let primary = kernels.first()?;
     let (fixed_seconds, _) = time(backend, primary, &GemmProblem::new(8, 8, 8)).ok()?;
     let copies = backend.info().backend != BackendKind::Cpu;
-    // Bytes one way, little arithmetic: C of 1024² comes back (k = 1); A and B of 4 MiB each go up.
     // Bytes one way, little arithmetic, grown ×4 from 4 MiB until the copy takes
     // COPY_TARGET_SECONDS or reaches 64 MiB (small copies run faster per byte than the large ones
     // that decide between a GPU and the CPU): C of n² comes back (k = 1), or A and B of 16×k go up.
     let copy_rate = |problem: &dyn Fn(usize) -> (GemmProblem, f64)| -> Option<f64> {
+        let copy_started = Instant::now();
         let mut scale = 1;
         loop {
             let (problem, bytes) = problem(scale);
-            let (e2e, kernel) = time(backend, primary, &problem).ok()?;
+            let (e2e, kernel) = time_once(backend, primary, &problem).ok()?;
             let seconds = (e2e - fixed_seconds - kernel?).max(1e-7);
-            if seconds >= COPY_TARGET_SECONDS || scale >= 16 || started.elapsed() >= BUDGET {
+            if seconds >= COPY_TARGET_SECONDS || scale >= 16 || copy_started.elapsed() >= BUDGET / 4
+            {
                 return Some(bytes / seconds);
             }
             scale *= 4;
         }
     };
-    let (download, upload) = if copies {
-        (
-            copy_rate(&|scale| {
-                let n = 1024 * (scale as f64).sqrt() as usize;
-                (GemmProblem::new(n, n, 1), 4.0 * (n * n) as f64)
-            }),
-            copy_rate(&|scale| {
-                let k = 32768 * scale;
-                (GemmProblem::new(16, 16, k), 8.0 * (16 * k) as f64)
-            }),
-        )
-    } else {
-        (None, None)
+    let measure_copies = || {
+        if copies {
+            (
+                copy_rate(&|scale| {
+                    let n = 1024 * (scale as f64).sqrt() as usize;
+                    (GemmProblem::new(n, n, 1), 4.0 * (n * n) as f64)
+                }),
+                copy_rate(&|scale| {
+                    let k = 32768 * scale;
+                    (GemmProblem::new(16, 16, k), 8.0 * (16 * k) as f64)
+                }),
+            )
+        } else {
+            (None, None)
+        }
     };
     let mut rates = Vec::new();
-    // The first kernel grows its cube from 256³; the others start where it ended.
+    // The first kernel grows its cube from 256³; the others start where it ended. The copies are
+    // measured after the first kernel (each direction within a quarter of the budget), so slow
+    // copies cannot take the time the first rate needs.
     let mut start = 256;
-    for kernel in &kernels {
+    let mut copy_rates = (None, None);
+    for (position, kernel) in kernels.iter().enumerate() {
         let mut size = start;
         let mut rate = None;
         loop {
@@ -228,14 +252,16 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
             }
             size *= 2;
         }
-        if rates.is_empty() {
+        if position == 0 {
             start = size;
+            copy_rates = measure_copies();
         }
         rates.extend(rate);
-        if started.elapsed() >= BUDGET {
+        if started.elapsed() >= BUDGET && position >= 1 {
             break;
         }
     }
+    let (download, upload) = copy_rates;
     if rates.is_empty() {
         return None;
     }

@@ -50,9 +50,9 @@ impl std::str::FromStr for OnlineTuning {
 /// Share of a bucket's seconds that calls to rivals may take under [`OnlineTuning::On`].
 pub const BUDGET_SHARE: f64 = 0.10;
 /// Successful calls each contender needs before the winner is chosen.
-pub const SAMPLES: u64 = 3;
+pub const SAMPLES: u64 = 2;
 /// Rivals of the leader explored per bucket.
-pub const RIVALS: usize = 3;
+pub const RIVALS: usize = 2;
 /// A rival is close when its estimate is at least this share of the leader's.
 const CLOSE: f64 = 0.25;
 /// Buckets followed at once; settled ones are dropped first past it.
