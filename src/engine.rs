@@ -307,14 +307,7 @@ impl Engine {
                 .samples
                 .iter()
                 .filter(|s| s.index == device_index)
-                .map(|s| Row {
-                    m: s.shape.m,
-                    n: s.shape.n,
-                    k: s.shape.k,
-                    kernel: device.kernel.clone(),
-                    gflops: s.kernel_gflops,
-                    e2e_gflops: s.e2e_gflops,
-                })
+                .map(|s| Row::new(s.shape, &device.kernel, s.kernel_gflops, s.e2e_gflops))
                 .collect();
             if rows.is_empty() {
                 continue;

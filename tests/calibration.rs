@@ -260,3 +260,41 @@ fn measured_kernels_of_a_device_correct_the_estimates_of_its_others() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn rows_of_a_kernel_changed_since_they_were_measured_are_dropped() {
+    use tilegemm::select::db::Row;
+    use tilegemm::Shape;
+    let dir = temp_dir("changed-kernels");
+    let gpu = ScriptedGpu::named("Changed GPU", &["tile16", "tile24"]);
+    let shape = Shape::new(100, 100, 100);
+    let mut db = TuningDb::new(gpu.info());
+    db.record_row(Row::new(shape, "tile16", 50.0, 50.0));
+    let mut stale = Row::new(shape, "tile24", 500.0, 500.0);
+    stale.kernel_fingerprint = stale.kernel_fingerprint.map(|f| f ^ 1);
+    db.record_row(stale);
+    db.save(&dir).unwrap();
+
+    let devices: Vec<Arc<dyn Backend>> = vec![Arc::new(gpu)];
+    let selector =
+        Selector::with_calibration(&devices, std::slice::from_ref(&dir), CalibrationMode::Off);
+    assert_eq!(selector.problems.len(), 1, "{:?}", selector.problems);
+    assert!(
+        selector.problems[0].contains("1 rows"),
+        "{:?}",
+        selector.problems
+    );
+    let selection = selector
+        .select(&Target::default(), &GemmProblem::new(100, 100, 100))
+        .unwrap();
+    let sources: Vec<(&str, Source)> = selection
+        .candidates
+        .iter()
+        .map(|c| (c.kernel.as_str(), c.source))
+        .collect();
+    assert_eq!(
+        sources,
+        [("tile16", Source::Database), ("tile24", Source::Prior)]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

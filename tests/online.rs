@@ -158,14 +158,7 @@ fn engines_appending_to_one_cache_at_once_lose_nothing() {
             let (dir, gpu) = (&dir, &gpu);
             scope.spawn(move || {
                 for i in 0..10 {
-                    let row = Row {
-                        m: writer + 1,
-                        n: i + 1,
-                        k: 1,
-                        kernel: "tile16".into(),
-                        gflops: 1.0,
-                        e2e_gflops: 1.0,
-                    };
+                    let row = Row::new(Shape::new(writer + 1, i + 1, 1), "tile16", 1.0, 1.0);
                     TuningDb::append(dir, gpu.info(), vec![row]).unwrap();
                 }
             });

@@ -48,7 +48,39 @@ pub struct KernelSpec {
     pub group_m: u32,
 }
 
+/// The kernels' revision: bump it when a change to a prelude, a seed shader or the generator
+/// changes what a kernel costs, so tuning rows measured before are dropped instead of trusted
+/// (revision 1: the kernels as measured on 2026-11-22/23; the one-prelude refactor was measured
+/// unchanged, `benchmarks/NOTES.md`).
+pub const KERNEL_REVISION: u32 = 1;
+
 impl KernelSpec {
+    /// A fingerprint of what decides this kernel's speed: its name, tiling parameters and
+    /// [`KERNEL_REVISION`] (FNV-1a, stable across builds and platforms). Tuning rows carry it.
+    pub fn fingerprint(&self) -> u64 {
+        let parameters = [
+            self.tile_m,
+            self.tile_n,
+            self.tile_k,
+            self.workgroup[0],
+            self.workgroup[1],
+            self.thread_tile[0],
+            self.thread_tile[1],
+            self.vector_width,
+            self.buffers,
+            self.prefetch as u32,
+            self.group_m,
+            KERNEL_REVISION,
+        ];
+        let bytes = self
+            .name
+            .bytes()
+            .chain(parameters.iter().flat_map(|p| p.to_le_bytes()));
+        bytes.fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+
     /// Threads per workgroup.
     pub fn invocations(&self) -> u32 {
         self.workgroup[0] * self.workgroup[1]

@@ -9,6 +9,7 @@
 use crate::bench::Measurement;
 use crate::device::{BackendKind, DeviceInfo};
 use crate::error::{Error, Result};
+use crate::kernel::{find, KernelSpec};
 use crate::problem::Shape;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,31 @@ pub struct Row {
     pub gflops: f64,
     /// GFLOPS of the whole host-slice call, copies included: what a caller of `Engine::gemm` sees.
     pub e2e_gflops: f64,
+    /// [`KernelSpec::fingerprint`] of the kernel measured (its parameters and revision); absent for
+    /// the CPU's kernel and in rows written before fingerprints (revision 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_fingerprint: Option<u64>,
+}
+
+impl Row {
+    /// A measurement of `kernel` at `shape`, stamped with the kernel's fingerprint.
+    pub fn new(shape: Shape, kernel: &str, gflops: f64, e2e_gflops: f64) -> Self {
+        Row {
+            m: shape.m,
+            n: shape.n,
+            k: shape.k,
+            kernel: kernel.to_string(),
+            gflops,
+            e2e_gflops,
+            kernel_fingerprint: find(kernel).map(KernelSpec::fingerprint),
+        }
+    }
+
+    /// Whether the row was measured with the catalogue's kernel of its name as it is now.
+    pub fn is_current(&self) -> bool {
+        self.kernel_fingerprint
+            .is_none_or(|f| find(&self.kernel).is_some_and(|spec| spec.fingerprint() == f))
+    }
 }
 
 /// Every measurement of one device.
@@ -72,14 +98,19 @@ impl TuningDb {
 
     /// Adds a measurement, replacing an earlier one of the same shape and kernel.
     pub fn record(&mut self, m: &Measurement) {
-        self.record_row(Row {
-            m: m.m,
-            n: m.n,
-            k: m.k,
-            kernel: m.kernel.clone(),
-            gflops: m.gflops,
-            e2e_gflops: m.e2e_gflops,
-        });
+        self.record_row(Row::new(
+            Shape::new(m.m, m.n, m.k),
+            &m.kernel,
+            m.gflops,
+            m.e2e_gflops,
+        ));
+    }
+
+    /// Drops the rows of kernels that changed since they were measured; how many were dropped.
+    pub fn drop_changed_kernels(&mut self) -> usize {
+        let before = self.rows.len();
+        self.rows.retain(Row::is_current);
+        before - self.rows.len()
     }
 
     /// Adds `row`, replacing an earlier one of the same shape and kernel.

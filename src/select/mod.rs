@@ -138,7 +138,14 @@ impl Selector {
             let info = backend.info();
             for source in sources {
                 match TuningDb::load_for(source, info) {
-                    Ok(Some(db)) => {
+                    Ok(Some(mut db)) => {
+                        let dropped = db.drop_changed_kernels();
+                        if dropped > 0 {
+                            problems.push(format!(
+                                "{}: {dropped} rows of kernels changed since measured, dropped",
+                                db.device
+                            ));
+                        }
                         databases.insert(info.key.clone(), db);
                     }
                     Ok(None) => {}

@@ -1,11 +1,15 @@
 """Regret of the engine's first and after-tuning choices against every candidate measured.
 
-python3 analyse.py   (in this folder) — reads workload.txt (the engine's choices, from an empty
-cache) and exhaustive/*.tuning.json (every candidate at every shape, end-to-end GFLOPS).
+python3 analyse.py HOST_FOLDER — reads HOST_FOLDER/workload.txt (the engine's choices, from an empty
+cache) and HOST_FOLDER/exhaustive/*.tuning.json (every candidate at every shape, end-to-end GFLOPS).
 """
 import glob
 import json
+import os
 import re
+import sys
+
+os.chdir(sys.argv[1])
 
 measured = {}  # (m, n, k) -> {(device, kernel): e2e GFLOPS}
 for path in glob.glob("exhaustive/*.tuning.json"):
