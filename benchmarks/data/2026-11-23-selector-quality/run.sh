@@ -15,7 +15,7 @@ for s in $SHAPES; do
   echo "== $s"
   "$TILEGEMM" run --shape "$s" --reps 80 2>&1
 done > "$OUT/workload.txt"
-cp -r /tmp/fresh-cache "$OUT/cache-after" 2>/dev/null
+mkdir -p /tmp/fresh-cache && cp -r /tmp/fresh-cache "$OUT/cache-after"
 TILEGEMM_CACHE=/tmp/exhaustive-cache "$TILEGEMM" tune --shapes "$(echo $SHAPES | tr ' ' ',')" \
   --no-train --reps 5 --max-seconds 0.5 --out "$OUT/exhaustive" > "$OUT/exhaustive.txt" 2>&1
 tar -czf "$OUT/data.tgz" -C "$OUT" cache-after exhaustive && rm -rf "$OUT/cache-after" "$OUT/exhaustive"
