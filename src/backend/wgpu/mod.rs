@@ -23,6 +23,9 @@ use std::time::Duration;
 /// One wgpu adapter, opened as a device.
 pub type WgpuBackend = GpuBackend<WgpuRuntime>;
 
+/// How long a finished mapping may take to reach its callback through another thread's poll.
+const MAPPING_GRACE: Duration = Duration::from_secs(10);
+
 /// Source of the ids that tie a [`DeviceMatrix`] to the device that holds it.
 static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -320,10 +323,18 @@ impl WgpuRuntime {
                 },
                 other => Error::device(&self.info.name, "waiting for the device", other),
             })?;
-        match receiver.try_recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::device(&self.info.name, "reading back", e)),
-            Err(_) => Err(self.device_error("reading back: mapping never completed")),
+        // The callback runs in whichever thread's poll sees the work done: when another thread's
+        // poll took it, it may still be on its way after ours returned.
+        let deadline = std::time::Instant::now() + MAPPING_GRACE;
+        loop {
+            match receiver.recv_timeout(Duration::from_millis(1)) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => return Err(Error::device(&self.info.name, "reading back", e)),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    let _ = self.device.poll(wgpu::PollType::Poll);
+                }
+                Err(_) => return Err(self.device_error("reading back: mapping never completed")),
+            }
         }
     }
 
