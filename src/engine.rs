@@ -215,9 +215,10 @@ impl Engine {
                 .run_and_record(choice, problem, a, b, c, None, false)
                 .map(|_| choice.clone());
         }
-        let (arm, mut order) = self.policy.place(&selection.order);
+        let policy = self.policy.get();
+        let (arm, mut order) = self.policy.place(&policy, &selection.order);
         // On-line tuning works on the selector's own ranking, not on an order a user asked for.
-        let plan = match self.policy.get().as_ref() {
+        let plan = match policy.as_ref() {
             Policy::Adaptive => self.explorer.plan(&selection, problem.flops()),
             _ => Plan {
                 first: None,
@@ -302,17 +303,24 @@ impl Engine {
         let Some(dir) = &self.record_dir else {
             return;
         };
-        for (device_index, device) in selection.order.iter().enumerate() {
-            let rows: Vec<Row> = settled
+        let mut devices: Vec<&str> = settled
+            .samples
+            .iter()
+            .map(|s| s.device_key.as_str())
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        for key in devices {
+            let Some(device) = self.backends().iter().find(|b| b.info().key == key) else {
+                continue;
+            };
+            let rows = settled
                 .samples
                 .iter()
-                .filter(|s| s.index == device_index)
-                .map(|s| Row::new(s.shape, &device.kernel, s.kernel_gflops, s.e2e_gflops))
+                .filter(|s| s.device_key == key)
+                .map(|s| Row::new(s.shape, &s.kernel, s.kernel_gflops, s.e2e_gflops))
                 .collect();
-            if rows.is_empty() {
-                continue;
-            }
-            if let Err(e) = TuningDb::append(dir, device.backend.info(), rows) {
+            if let Err(e) = TuningDb::append(dir, device.info(), rows) {
                 log::warn!("measurements of real calls not kept: {e}");
             }
         }

@@ -70,8 +70,10 @@ pub struct Plan {
 /// One timed call of a contender.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    /// Index into the selection's order.
-    pub index: usize,
+    /// The device's key.
+    pub device_key: String,
+    /// The kernel.
+    pub kernel: String,
     /// The problem's shape.
     pub shape: Shape,
     /// End-to-end GFLOPS of the call.
@@ -92,8 +94,9 @@ pub struct Settled {
 }
 
 struct Bucket {
-    /// Indices into the selection's order; the leader first.
-    contenders: Vec<usize>,
+    /// (device key, kernel) of each contender, the leader first: identities, not indices, so a
+    /// decision ranked again (after its cache entry was dropped) still finds them.
+    contenders: Vec<(String, String)>,
     /// Each contender's estimated end-to-end GFLOPS, where there is one.
     estimates: Vec<Option<f64>>,
     gflops: Vec<Welford>,
@@ -140,20 +143,34 @@ impl Bucket {
                 .collect::<Vec<_>>(),
         );
         rivals.truncate(RIVALS);
-        let contenders: Vec<usize> = std::iter::once(0).chain(rivals).collect();
+        let chosen: Vec<usize> = std::iter::once(0).chain(rivals).collect();
         Bucket {
-            estimates: contenders
+            estimates: chosen
                 .iter()
                 .map(|&i| selection.candidates[i].predicted_gflops)
                 .collect(),
-            gflops: vec![Welford::default(); contenders.len()],
-            settled: contenders.len() == 1,
-            contenders,
+            gflops: vec![Welford::default(); chosen.len()],
+            settled: chosen.len() == 1,
+            contenders: chosen.iter().map(|&i| identity(selection, i)).collect(),
             samples: Vec::new(),
             rival_seconds: 0.0,
             total_seconds: 0.0,
         }
     }
+}
+
+/// (device key, kernel) of candidate `index` of `selection`'s order.
+fn identity(selection: &Selection, index: usize) -> (String, String) {
+    let choice = &selection.order[index];
+    (choice.backend.info().key.clone(), choice.kernel.clone())
+}
+
+/// Where the candidate `(key, kernel)` stands in `selection`'s order.
+fn position(selection: &Selection, (key, kernel): &(String, String)) -> Option<usize> {
+    selection
+        .order
+        .iter()
+        .position(|c| &c.kernel == kernel && &c.backend.info().key == key)
 }
 
 /// The on-line tuning of one engine: a state per decision bucket.
@@ -181,6 +198,9 @@ impl Explorer {
             return idle;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.get(&selection.key).is_some_and(|b| b.settled) {
+            return idle;
+        }
         if buckets.len() >= CAPACITY && !buckets.contains_key(&selection.key) {
             buckets.retain(|_, b| !b.settled);
             if buckets.len() >= CAPACITY {
@@ -205,7 +225,9 @@ impl Explorer {
         };
         let go = |c: &usize| self.mode == OnlineTuning::Eager || within_budget(*c);
         Plan {
-            first: hungry.filter(go).map(|c| bucket.contenders[c]),
+            first: hungry
+                .filter(go)
+                .and_then(|c| position(selection, &bucket.contenders[c])),
             track: true,
         }
     }
@@ -226,7 +248,8 @@ impl Explorer {
             return None;
         }
         bucket.total_seconds += seconds;
-        let contender = bucket.contenders.iter().position(|&c| c == index)?;
+        let ran = identity(selection, index);
+        let contender = bucket.contenders.iter().position(|c| *c == ran)?;
         if contender > 0 {
             bucket.rival_seconds += seconds;
         }
@@ -234,7 +257,8 @@ impl Explorer {
         let gflops = |s: f64| flops / s.max(1e-9) / 1e9;
         bucket.gflops[contender].push(gflops(seconds));
         bucket.samples.push(Sample {
-            index,
+            device_key: ran.0,
+            kernel: ran.1,
             shape,
             e2e_gflops: gflops(seconds),
             kernel_gflops: gflops(kernel_seconds.unwrap_or(seconds)),
@@ -247,7 +271,7 @@ impl Explorer {
             .max_by(|&a, &b| bucket.gflops[a].mean.total_cmp(&bucket.gflops[b].mean))
             .expect("the leader is a contender");
         Some(Settled {
-            winner: bucket.contenders[best],
+            winner: position(selection, &bucket.contenders[best])?,
             gflops: bucket.gflops[best].mean,
             samples: std::mem::take(&mut bucket.samples),
         })
@@ -258,10 +282,14 @@ impl Explorer {
     pub fn forget(&self, selection: &Selection, index: usize) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bucket) = buckets.get_mut(&selection.key) {
-            if let Some(c) = bucket.contenders.iter().position(|&i| i == index && i != 0) {
-                bucket.contenders.remove(c);
-                bucket.gflops.remove(c);
-                bucket.samples.retain(|s| s.index != index);
+            let failed = identity(selection, index);
+            if let Some(c) = bucket.contenders.iter().skip(1).position(|c| *c == failed) {
+                bucket.contenders.remove(c + 1);
+                bucket.estimates.remove(c + 1);
+                bucket.gflops.remove(c + 1);
+                bucket
+                    .samples
+                    .retain(|s| (&s.device_key, &s.kernel) != (&failed.0, &failed.1));
             }
         }
     }

@@ -83,11 +83,15 @@ impl ActivePolicy {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
     }
 
-    /// The order to try `ranked` in for the next call and, under an A/B policy, the name of the
-    /// arm this call belongs to (arms alternate call by call).
-    pub fn place<'a>(&self, ranked: &'a [Choice]) -> (Option<String>, Vec<&'a Choice>) {
-        let policy = self.get();
-        match policy.as_ref() {
+    /// The order to try `ranked` in for the next call under `policy` (the one in force, read once
+    /// per call by the caller) and, under an A/B policy, the name of the arm this call belongs to
+    /// (arms alternate call by call).
+    pub fn place<'a>(
+        &self,
+        policy: &Policy,
+        ranked: &'a [Choice],
+    ) -> (Option<String>, Vec<&'a Choice>) {
+        match policy {
             Policy::Ab(first, second) => {
                 let call = self.ab_calls.fetch_add(1, Ordering::Relaxed);
                 let arm = if call.is_multiple_of(2) {
