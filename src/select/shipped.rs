@@ -1,10 +1,10 @@
 //! The selector's shipped data, embedded in the binary: every `models/*.json` of the source tree
-//! (tuning databases and learned models), minified and deflated by `build.rs`, inflated once on
+//! (tuning databases and learned models), minified and deflated by `models/build.rs`, inflated once on
 //! first use. `models/` stays the source it is built from.
 
 use std::sync::OnceLock;
 
-/// The deflated archive `build.rs` made.
+/// The deflated archive `models/build.rs` made.
 static PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shipped.bin"));
 
 /// Bytes the shipped data adds to the binary.
