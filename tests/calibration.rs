@@ -298,3 +298,32 @@ fn rows_of_a_kernel_changed_since_they_were_measured_are_dropped() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn rows_of_a_later_source_add_to_an_earlier_one_instead_of_hiding_it() {
+    let (shipped, cache) = (temp_dir("merge-shipped"), temp_dir("merge-cache"));
+    let gpu = ScriptedGpu::named("Merge GPU", &["good", "tile16"]);
+    let mut db = TuningDb::new(gpu.info());
+    db.record(&measurement(&gpu, "good", 300, 900.0));
+    db.save(&shipped).unwrap();
+    let mut db = TuningDb::new(gpu.info());
+    db.record(&measurement(&gpu, "tile16", 500, 100.0));
+    db.save(&cache).unwrap();
+    let devices: Vec<Arc<dyn Backend>> = vec![Arc::new(gpu)];
+    let selector = Selector::with_calibration(
+        &devices,
+        &[shipped.clone(), cache.clone()],
+        CalibrationMode::Off,
+    );
+    for (size, kernel) in [(300, "good"), (500, "tile16")] {
+        let selection = selector
+            .select(&Target::default(), &GemmProblem::new(size, size, size))
+            .unwrap();
+        assert_eq!(
+            (selection.chosen.kernel.as_str(), selection.source),
+            (kernel, Source::Database)
+        );
+    }
+    std::fs::remove_dir_all(&shipped).unwrap();
+    std::fs::remove_dir_all(&cache).unwrap();
+}

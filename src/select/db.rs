@@ -351,7 +351,10 @@ pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
         .write(true)
         .create_new(true)
         .open(&temporary)
-        .and_then(|mut file| file.write_all(text.as_bytes()));
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temporary);
         return Err(file_error(&temporary, "writing", e));

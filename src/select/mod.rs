@@ -146,7 +146,19 @@ impl Selector {
                                 db.device
                             ));
                         }
-                        databases.insert(info.key.clone(), db);
+                        // Later sources add to earlier ones (row by row), never hide them: a
+                        // cache file of a few on-line rows keeps the shipped thousands.
+                        match databases.entry(info.key.clone()) {
+                            std::collections::hash_map::Entry::Occupied(mut earlier) => {
+                                let earlier: &mut TuningDb = earlier.get_mut();
+                                for row in db.rows {
+                                    earlier.record_row(row);
+                                }
+                            }
+                            std::collections::hash_map::Entry::Vacant(slot) => {
+                                slot.insert(db);
+                            }
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => {

@@ -266,12 +266,13 @@ impl Explorer {
         if bucket.gflops.iter().any(|w| w.count < SAMPLES) {
             return None;
         }
-        bucket.settled = true;
         let best = (0..bucket.contenders.len())
             .max_by(|&a, &b| bucket.gflops[a].mean.total_cmp(&bucket.gflops[b].mean))
             .expect("the leader is a contender");
+        let winner = position(selection, &bucket.contenders[best])?;
+        bucket.settled = true;
         Some(Settled {
-            winner: position(selection, &bucket.contenders[best])?,
+            winner,
             gflops: bucket.gflops[best].mean,
             samples: std::mem::take(&mut bucket.samples),
         })
