@@ -8,10 +8,11 @@ use crate::error::{Blame, Error, Result};
 use crate::problem::{GemmProblem, Shape, Transpose};
 use crate::select::calibration::CalibrationMode;
 use crate::select::db::user_dir;
-use crate::select::db::{DataSource, Row, TuningDb};
+use crate::select::db::{DataSource, Row};
 use crate::select::guard::{Disabled, Guard};
 use crate::select::online::{Explorer, OnlineTuning, Plan};
 use crate::select::policy::{ActivePolicy, Policy};
+use crate::select::recorder::Recorder;
 use crate::select::{Choice, Selection, Selector, Target};
 use crate::telemetry::{Fallback, Report, Telemetry};
 use ndarray::{Array2, ArrayView2};
@@ -41,7 +42,9 @@ pub struct EngineOptions {
     /// ([`crate::select::online`]).
     pub online: OnlineTuning,
     /// Where on-line tuning appends what real calls measured (one database per device, shared
-    /// safely by processes); `None` keeps it in memory. Default: the user cache.
+    /// safely by processes) and keeps the model it retrains from them, both in a background
+    /// thread ([`crate::select::recorder`]); `None` keeps decisions in memory only. Default: the
+    /// user cache.
     pub record_dir: Option<PathBuf>,
 }
 
@@ -64,11 +67,14 @@ impl Default for EngineOptions {
 pub struct Engine {
     wgpu_devices: Vec<Arc<WgpuBackend>>,
     unavailable: Vec<Unavailable>,
-    selector: Selector,
+    /// Shared with the recorder's thread, which retrains its model (declared before `recorder`:
+    /// dropped first, so no training starts while the engine goes away).
+    selector: Arc<Selector>,
     policy: ActivePolicy,
     guard: Guard,
     explorer: Explorer,
-    record_dir: Option<PathBuf>,
+    /// Keeps what on-line tuning measured, off the call path; None without a record folder.
+    recorder: Option<Recorder>,
     telemetry: Telemetry,
 }
 
@@ -98,18 +104,23 @@ impl Engine {
     /// with `options`' policy, selector data, calibration and on-line tuning; `options.backends` is not used.
     /// The device-resident API stays with the [`WgpuBackend`] values you hold.
     pub fn with_backends(backends: Vec<Arc<dyn Backend>>, options: EngineOptions) -> Self {
+        let selector = Arc::new(Selector::from_sources(
+            &backends,
+            &options.selector_data,
+            options.calibration,
+        ));
+        let recorder = options
+            .record_dir
+            .filter(|_| options.online != OnlineTuning::Off)
+            .map(|dir| Recorder::start(dir, Arc::downgrade(&selector)));
         Engine {
             wgpu_devices: Vec::new(),
             unavailable: Vec::new(),
-            selector: Selector::from_sources(
-                &backends,
-                &options.selector_data,
-                options.calibration,
-            ),
+            selector,
             policy: ActivePolicy::new(options.policy),
             guard: Guard::new(options.validate),
             explorer: Explorer::new(options.online),
-            record_dir: options.record_dir,
+            recorder,
             telemetry: Telemetry::default(),
         }
     }
@@ -300,7 +311,7 @@ impl Engine {
         self.selector
             .promote(selection, settled.winner, settled.gflops);
         self.telemetry.record_settled(settled.winner != 0);
-        let Some(dir) = &self.record_dir else {
+        let Some(recorder) = &self.recorder else {
             return;
         };
         let mut devices: Vec<&str> = settled
@@ -320,9 +331,7 @@ impl Engine {
                 .filter(|s| s.device_key == key)
                 .map(|s| Row::new(s.shape, &s.kernel, s.kernel_gflops, s.e2e_gflops))
                 .collect();
-            if let Err(e) = TuningDb::append(dir, device.info(), rows) {
-                log::warn!("measurements of real calls not kept: {e}");
-            }
+            recorder.keep(device.info(), rows);
         }
     }
 

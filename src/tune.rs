@@ -29,7 +29,8 @@ use crate::bench::{measure, BenchConfig, Measurement, Operands};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::problem::Shape;
-use crate::select::db::TuningDb;
+use crate::select::calibration::{calibrate, Calibration};
+use crate::select::db::{user_dir, TuningDb};
 use crate::select::model::Model;
 use crate::select::{candidates, Target};
 use std::fmt;
@@ -220,6 +221,25 @@ pub struct SavedDatabase {
     pub path: PathBuf,
 }
 
+/// The tuning databases in the files `paths` and their devices' calibrations: each from the
+/// `.calibration.json` beside its database (as `tune` and `models/` keep them), else from the user
+/// cache. A device without either is trained without (the model leaves it out and says so).
+pub fn read_training_data(paths: &[PathBuf]) -> Result<(Vec<TuningDb>, Vec<Calibration>)> {
+    let mut databases = Vec::new();
+    let mut calibrations = Vec::new();
+    for path in paths {
+        let db = TuningDb::read_file(path)?;
+        let beside = path.parent().unwrap_or(Path::new("."));
+        let found = match Calibration::load(beside, &db.device_key)? {
+            Some(found) => Some(found),
+            None => Calibration::load(&user_dir(), &db.device_key)?,
+        };
+        calibrations.extend(found);
+        databases.push(db);
+    }
+    Ok((databases, calibrations))
+}
+
 /// A trained model and the file it was saved to.
 pub struct TrainedModel {
     /// The model; its `quality` is the held-out estimate, `None` with too few shapes to hold out.
@@ -307,16 +327,31 @@ pub fn tune(
             }
         }
     }
-    // The model learns from every device that holds measurements.
+    // The model learns from every device that holds measurements, described by its calibration,
+    // which is kept beside the device's database.
     databases.retain(|db| !db.rows.is_empty());
     let paths = databases
         .iter()
         .map(|db| db.save(&options.out))
         .collect::<Result<Vec<_>>>()?;
+    let calibrations: Vec<Calibration> = engine
+        .backends()
+        .iter()
+        .filter(|b| databases.iter().any(|db| db.device_key == b.info().key))
+        .filter_map(|b| {
+            let found = engine.selector().calibration(b.as_ref());
+            found
+                .map(|c| c.as_ref().clone())
+                .or_else(|| calibrate(b.as_ref()))
+        })
+        .collect();
+    for calibration in &calibrations {
+        calibration.save(&options.out)?;
+    }
     let model = if !options.train {
         Training::Skipped
     } else {
-        match train(&databases, options.folds, &options.out) {
+        match train(&databases, &calibrations, options.folds, &options.out) {
             Ok(trained) => Training::Trained(trained),
             Err(e) => Training::Failed(e),
         }
@@ -334,11 +369,17 @@ pub fn tune(
     })
 }
 
-/// Trains the selector's model on `databases` (one host's devices), with a `folds`-fold held-out
-/// quality estimate over shapes, and saves it into `out`, where the engine finds it for exactly
-/// these devices.
-pub fn train(databases: &[TuningDb], folds: usize, out: &Path) -> Result<TrainedModel> {
-    let model = Model::train(databases, folds)?;
+/// Trains the selector's model on `databases` (one host's devices, each described by its
+/// calibration in `calibrations`), with a `folds`-fold held-out quality estimate over shapes, and
+/// saves it into `out`, where the engine finds it for exactly these devices (and other hosts'
+/// engines, through their own calibrations, when they have no model of their own).
+pub fn train(
+    databases: &[TuningDb],
+    calibrations: &[Calibration],
+    folds: usize,
+    out: &Path,
+) -> Result<TrainedModel> {
+    let model = Model::train(databases, calibrations, folds)?;
     let path = model.save(out)?;
     Ok(TrainedModel { model, path })
 }

@@ -88,7 +88,9 @@ fn eager_tuning_finds_the_faster_kernel_and_keeps_what_it_measured() {
         (1, 1, SAMPLES)
     );
 
-    // What the calls measured is in this device's database: the next engine starts from it.
+    // What the calls measured is in this device's database (written by the recorder's thread,
+    // which dropping the engine waits for): the next engine starts from it.
+    drop(engine);
     let db = TuningDb::load(&dir, &gpu.info().key).unwrap().unwrap();
     let good = db
         .lookup(Shape::new(SIZE, SIZE, SIZE), "good")
@@ -180,5 +182,71 @@ fn engines_appending_to_one_cache_at_once_lose_nothing() {
         1,
         "no lock or temporary file left: {leftovers:?}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Settled buckets' rows retrain the model in the background (the calls never wait for it), and
+/// the new model ranks a shape nobody measured by what real calls taught it: `good` is four
+/// times faster than `tile16`, which the calibrated prior cannot tell apart from it.
+#[test]
+fn real_calls_retrain_the_model_off_the_call_path() {
+    let dir = temp_dir("online-retrain");
+    let gpu = Arc::new(
+        ScriptedGpu::named("Tunable GPU", &["tile16", "good"]).with_speed(Speed {
+            gflops: 5.0,
+            bytes_per_second: 1e10,
+            fixed_seconds: 1e-4,
+        }),
+    );
+    let engine = Engine::with_backends(
+        vec![gpu.clone() as Arc<dyn Backend>],
+        EngineOptions {
+            selector_data: vec![DataSource::Folder(dir.to_path_buf())],
+            calibration: CalibrationMode::InMemory,
+            online: OnlineTuning::Eager,
+            record_dir: Some(dir.to_path_buf()),
+            ..EngineOptions::default()
+        },
+    );
+    let unmeasured = GemmProblem::new(300, 300, 300);
+    let before = engine.select(&Target::default(), &unmeasured).unwrap();
+    assert_eq!(before.chosen.source, Source::Prior);
+    assert!(engine.selector().model().is_none());
+    // Four buckets of two kernels × SAMPLES rows: RETRAIN_MIN_ROWS new rows.
+    for size in [128, 181, 256, 362] {
+        let problem = GemmProblem::new(size, size, size);
+        let (a, b, c) = random_inputs(&problem, &mut rand::rng());
+        let mut c = c;
+        let settled = engine.telemetry().online.settled;
+        while engine.telemetry().online.settled == settled {
+            engine.gemm(&problem, &a, &b, &mut c).unwrap();
+        }
+    }
+    let waited = std::time::Instant::now();
+    while engine.selector().model().is_none() {
+        assert!(waited.elapsed().as_secs() < 60, "never retrained");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let after = engine
+        .selector()
+        .select(&Target::default(), &unmeasured)
+        .unwrap();
+    assert_eq!(after.chosen.source, Source::Model, "{after:?}");
+    assert_eq!(after.chosen.kernel, "good", "{after:?}");
+    let model_files = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".model.json")
+        })
+        .count();
+    assert_eq!(
+        model_files, 1,
+        "the retrained model is kept for the next engine"
+    );
+    drop(engine);
     std::fs::remove_dir_all(&dir).unwrap();
 }

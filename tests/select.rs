@@ -278,7 +278,12 @@ fn the_model_predicts_unmeasured_shapes_from_the_learned_crossover() {
     let other = &devices[1];
     let kernel = other.kernels()[0].clone();
     let databases = crossover_databases(other.as_ref(), &kernel);
-    let model = Model::train(&databases, 5).unwrap();
+    // The model knows a device through its calibration, kept beside its database.
+    let calibrations: Vec<_> = devices
+        .iter()
+        .map(|d| tilegemm::select::calibration::calibrate(d.as_ref()).expect("calibrates"))
+        .collect();
+    let model = Model::train(&databases, &calibrations, 5).unwrap();
     let quality = model.quality.clone().expect("10 shapes: held-out quality");
     assert_eq!((quality.folds, quality.shapes), (5, 10));
     // The crossover is clear-cut: held out, every shape's winner is still found (a model or a
@@ -289,6 +294,9 @@ fn the_model_predicts_unmeasured_shapes_from_the_learned_crossover() {
     let dir = temp_dir("model-select");
     for db in &databases {
         db.save(&dir).unwrap();
+    }
+    for calibration in &calibrations {
+        calibration.save(&dir).unwrap();
     }
     model.save(&dir).unwrap();
     let selector = Selector::load(&devices, std::slice::from_ref(&dir));

@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tilegemm::bench::BenchConfig;
 use tilegemm::select::calibration::CalibrationMode;
-use tilegemm::select::db::{user_dir, DataSource, TuningDb};
+use tilegemm::select::db::{user_dir, DataSource};
 use tilegemm::select::{Selector, Source};
 use tilegemm::tune::{
-    budgeted_tune_shapes, default_tune_shapes, train, tune, TrainedModel, Training, TuneOptions,
-    DEFAULT_FOLDS,
+    budgeted_tune_shapes, default_tune_shapes, read_training_data, train, tune, TrainedModel,
+    Training, TuneOptions, DEFAULT_FOLDS,
 };
 use tilegemm::Shape;
 
@@ -121,12 +121,8 @@ pub fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let databases = args
-        .databases
-        .iter()
-        .map(|path| TuningDb::read_file(path))
-        .collect::<Result<Vec<_>, _>>()?;
-    print_model(&train(&databases, args.folds, &args.out)?);
+    let (databases, calibrations) = read_training_data(&args.databases)?;
+    print_model(&train(&databases, &calibrations, args.folds, &args.out)?);
     Ok(ExitCode::SUCCESS)
 }
 

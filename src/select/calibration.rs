@@ -8,9 +8,12 @@
 //! `fixed + bytes up ÷ upload rate + bytes down ÷ download rate + flops ÷ kernel rate`. A kernel that
 //! was not calibrated gets the device's slowest calibrated rate: it never wins on a guess.
 //!
-//! Calibrations are kept in `calibration/` under the cache folder, one file per device key.
+//! A calibration is kept beside the device's tuning database, in the same folder and named after
+//! the same device key (`<key>.calibration.json`): in the user cache for this host's devices, in
+//! `models/` (shipped inside the binary) for the devices the shipped data was measured on, where
+//! the learned model needs them as device features ([`super::model`]).
 
-use super::db::{write_atomically, TuningDb};
+use super::db::{write_atomically, DataSource, TuningDb};
 use crate::backend::cpu::NATIVE_KERNEL;
 use crate::backend::Backend;
 use crate::bench::{measure, BenchConfig, Operands};
@@ -74,7 +77,7 @@ pub enum CalibrationMode {
     Off,
     /// Calibrate each device on first use, kept for this process only.
     InMemory,
-    /// As `InMemory`, and kept in (and read back from) this folder's `calibration/`.
+    /// As `InMemory`, and kept in (and read back from) this folder.
     Cached(PathBuf),
 }
 
@@ -102,14 +105,23 @@ impl Calibration {
         Some(problem.flops().max(1.0) / seconds / 1e9)
     }
 
-    /// The calibration of `key` in `dir`'s `calibration/`, if there is a usable one.
+    /// The fastest calibrated kernel rate, GFLOPS: how fast the device computes.
+    pub fn peak_gflops(&self) -> f64 {
+        self.kernels.iter().map(|k| k.gflops).fold(0.0, f64::max)
+    }
+
+    /// The calibration of `key` in the folder `dir`, if there is a usable one.
     pub fn load(dir: &Path, key: &str) -> Result<Option<Self>> {
-        let path = Self::path(dir, key);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::file(&path, "reading", Some(Box::new(e)))),
+        Self::load_from(&DataSource::Folder(dir.to_path_buf()), key)
+    }
+
+    /// As [`Calibration::load`], from any data source.
+    pub fn load_from(source: &DataSource, key: &str) -> Result<Option<Self>> {
+        let name = Self::file_name(key);
+        let Some(text) = source.read(&name)? else {
+            return Ok(None);
         };
+        let path = source.path(&name);
         let calibration: Calibration = serde_json::from_str(&text).map_err(|e| {
             Error::file(&path, format!("not a calibration: {e}"), Some(Box::new(e)))
         })?;
@@ -126,33 +138,38 @@ impl Calibration {
         Ok(Some(calibration))
     }
 
-    /// Writes the calibration into `dir`'s `calibration/`.
+    /// Writes the calibration into the folder `dir`, beside the device's tuning database.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
-        let path = Self::path(dir, &self.device_key);
-        let folder = path.parent().unwrap_or(dir);
-        std::fs::create_dir_all(folder)
-            .map_err(|e| Error::file(folder, "creating the folder", Some(Box::new(e))))?;
+        let path = dir.join(Self::file_name(&self.device_key));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::file(dir, "creating the folder", Some(Box::new(e))))?;
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::file(&path, "serialising", Some(Box::new(e))))?;
         write_atomically(&path, &text)?;
         Ok(path)
     }
 
-    fn path(dir: &Path, key: &str) -> PathBuf {
-        let name = TuningDb::file_name(key).replace(".tuning.json", ".calibration.json");
-        dir.join("calibration").join(name)
+    /// The file name of the calibration of the device `key`.
+    pub fn file_name(key: &str) -> String {
+        TuningDb::file_name(key).replace(".tuning.json", ".calibration.json")
     }
 }
 
-/// The kernels a calibration measures on `backend`: the prior's, where the device offers them.
+/// The kernels a calibration measures on `backend`: the prior's, where the device offers them;
+/// else its first kernel, so that every device can be described to the model.
 fn calibrated_kernels(backend: &dyn Backend) -> Vec<String> {
     let offered = backend.kernels();
-    PRIOR_GPU_KERNELS
+    let prior: Vec<String> = PRIOR_GPU_KERNELS
         .into_iter()
         .chain([NATIVE_KERNEL])
         .filter(|k| offered.iter().any(|o| o == k))
         .map(str::to_string)
-        .collect()
+        .collect();
+    if prior.is_empty() {
+        offered.into_iter().take(1).collect()
+    } else {
+        prior
+    }
 }
 
 /// Fastest end-to-end and kernel seconds of `kernel` on `problem` (kernel `None`: not device-timed).
@@ -187,7 +204,7 @@ fn time_with(
     Ok((m.end_to_end_seconds_min, kernel_seconds))
 }
 
-/// Calibrates `backend`; `None` when it offers none of the prior's kernels or they all fail.
+/// Calibrates `backend`; `None` when it offers no kernel or they all fail.
 pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
     let started = Instant::now();
     let kernels = calibrated_kernels(backend);
@@ -337,7 +354,7 @@ mod tests {
             Some(c.clone())
         );
         assert_eq!(Calibration::load(&dir, "cpu/other").unwrap(), None);
-        std::fs::write(Calibration::path(&dir, &c.device_key), "{").unwrap();
+        std::fs::write(dir.join(Calibration::file_name(&c.device_key)), "{").unwrap();
         assert!(Calibration::load(&dir, &c.device_key).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

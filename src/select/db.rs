@@ -241,7 +241,7 @@ impl TuningDb {
     }
 
     /// Parses and checks the text of a database file (format, version).
-    fn parse(path: &Path, text: &str) -> Result<Self> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self> {
         let db: TuningDb = serde_json::from_str(text)
             .map_err(|e| file_error(path, format!("not a tuning database: {e}"), e))?;
         if db.format != FORMAT || db.version != VERSION {

@@ -2,16 +2,20 @@
 //!
 //! It takes the devices (`&[Arc<dyn Backend>]`), never the engine: `candidates` holds what a GEMM
 //! may run on (the caller's [`Target`], the [`Choice`]s that pass the devices' capability checks),
-//! `prior` the order for devices nobody measured, `db` the tuning store, `model` the learned model,
-//! `policy` how a ranking becomes the order candidates are tried in, and `guard` the validation
-//! probe and the set of kernels disabled after a failure.
+//! `prior` the order for devices nobody measured, `calibration` the short per-device measurement
+//! behind the calibrated prior, `db` the tuning store, `model` the learned model, `decisions` the
+//! bucketed cache of rankings, `online` on-line tuning from real calls, `recorder` the background
+//! thread that keeps their measurements and retrains the model, `policy` how a ranking becomes the
+//! order candidates are tried in, and `guard` the validation probe and the set of kernels disabled
+//! after a failure; `shipped` is the data built into the binary.
 //!
-//! Decisions come, in order, from the tuning database (shapes measured on this host's devices), from
-//! the learned model (gradient-boosted trees trained on those measurements, for unmeasured shapes)
-//! and from the prior. Candidates are only the pairs that pass the devices' capability checks.
-//! Measurements are compared by end-to-end GFLOPS, what a caller of `Engine::gemm` experiences, with
-//! the copy time settled across each device's kernels ([`db::TuningDb::e2e_estimate`]). The ranking
-//! is the fallback order too: [`policy::Policy`] decides how the engine walks it.
+//! Every candidate gets an end-to-end estimate from the best source for it: measured on this
+//! device at this shape (the tuning database) → the learned model (gradient-boosted trees over
+//! shape, tiling and the device's calibration, so it also ranks devices it was not trained on) →
+//! the calibrated prior. Measurements are compared by end-to-end GFLOPS, what a caller of
+//! `Engine::gemm` experiences, with the copy time settled across each device's kernels
+//! ([`db::TuningDb::e2e_estimate`]). The ranking is the fallback order too: [`policy::Policy`]
+//! decides how the engine walks it.
 
 pub mod calibration;
 pub mod candidates;
@@ -22,6 +26,7 @@ pub mod model;
 pub mod online;
 pub mod policy;
 pub mod prior;
+pub mod recorder;
 pub mod shipped;
 
 pub use candidates::{candidates, why_no_candidate, Choice, Target};
@@ -37,7 +42,7 @@ use model::Model;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Where a decision came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -97,7 +102,10 @@ pub struct Selector {
     databases: HashMap<String, TuningDb>,
     /// Every shape some database measured exactly: their decisions are not bucketed.
     measured_shapes: HashSet<(usize, usize, usize)>,
-    model: Option<Model>,
+    /// The learned model; replaced when the recorder retrains it.
+    model: RwLock<Option<Arc<Model>>>,
+    /// Where the data came from: calibrations of known devices are read from here too.
+    sources: Vec<DataSource>,
     calibration: CalibrationMode,
     /// Per device key, its calibration (None: it could not be calibrated), made on first need.
     calibrations: Mutex<HashMap<String, Option<Arc<Calibration>>>>,
@@ -132,68 +140,26 @@ impl Selector {
         sources: &[DataSource],
         calibration: CalibrationMode,
     ) -> Self {
-        let mut databases = HashMap::new();
         let mut problems = Vec::new();
-        for backend in backends {
-            let info = backend.info();
-            for source in sources {
-                match TuningDb::load_for(source, info) {
-                    Ok(Some(mut db)) => {
-                        let dropped = db.drop_changed_kernels();
-                        if dropped > 0 {
-                            problems.push(format!(
-                                "{}: {dropped} rows of kernels changed since measured, dropped",
-                                db.device
-                            ));
-                        }
-                        // Later sources add to earlier ones (row by row), never hide them: a
-                        // cache file of a few on-line rows keeps the shipped thousands.
-                        match databases.entry(info.key.clone()) {
-                            std::collections::hash_map::Entry::Occupied(mut earlier) => {
-                                let earlier: &mut TuningDb = earlier.get_mut();
-                                for row in db.rows {
-                                    earlier.record_row(row);
-                                }
-                            }
-                            std::collections::hash_map::Entry::Vacant(slot) => {
-                                slot.insert(db);
-                            }
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        log::warn!("ignoring {e}");
-                        problems.push(e.to_string());
-                    }
-                }
-            }
-        }
+        let databases = load_databases(backends, sources, &mut problems);
         let measured_shapes = databases
             .values()
             .flat_map(|db| db.rows.iter().map(|r| (r.m, r.n, r.k)))
             .collect();
-        // The model of exactly the devices that have measurements, as `tune` trains it.
+        // The host's own model (trained on exactly the devices that have measurements, as `tune`
+        // trains it), else the largest one found: it transfers through the calibrations.
         let keys: Vec<String> = backends
             .iter()
             .filter_map(|b| databases.get(&b.info().key))
             .map(|db| db.device_key.clone())
             .collect();
-        let mut model = None;
-        for source in sources {
-            match Model::load_from(source, &keys) {
-                Ok(Some(found)) => model = Some(found),
-                Ok(None) => {}
-                Err(e) => {
-                    log::warn!("ignoring {e}");
-                    problems.push(e.to_string());
-                }
-            }
-        }
+        let model = Model::for_host(sources, &keys, &mut problems);
         Selector {
             devices: backends.to_vec(),
             databases,
             measured_shapes,
-            model,
+            model: RwLock::new(model.map(Arc::new)),
+            sources: sources.to_vec(),
             calibration,
             calibrations: Mutex::new(HashMap::new()),
             decisions: Mutex::new(Decisions::new(decisions::DEFAULT_CAPACITY)),
@@ -255,30 +221,35 @@ impl Selector {
         self.lock_decisions().len()
     }
 
-    /// The calibration of `backend`, made on first need (or read from the cache folder); None
-    /// when calibration is off or the device offers none of the prior's kernels.
+    /// The calibration of `backend`: found in the cache folder or a data source (the shipped data
+    /// carries the calibrations of the devices it was measured on), else made on first need and
+    /// kept in the cache folder; None when calibration is off or the device offers none of the
+    /// prior's kernels.
     pub fn calibration(&self, backend: &dyn Backend) -> Option<Arc<Calibration>> {
         let folder = match &self.calibration {
             CalibrationMode::Off => return None,
             CalibrationMode::InMemory => None,
-            CalibrationMode::Cached(dir) => Some(dir),
+            CalibrationMode::Cached(dir) => Some(DataSource::Folder(dir.clone())),
         };
         let key = &backend.info().key;
         let mut calibrations = self.calibrations.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(known) = calibrations.get(key) {
             return known.clone();
         }
-        let cached = folder.and_then(|dir| match Calibration::load(dir, key) {
-            Ok(found) => found,
-            Err(e) => {
-                log::warn!("ignoring {e}");
-                None
-            }
-        });
-        let calibration = cached.or_else(|| {
+        let stored = folder
+            .iter()
+            .chain(self.sources.iter().rev())
+            .find_map(|source| match Calibration::load_from(source, key) {
+                Ok(found) => found,
+                Err(e) => {
+                    log::warn!("ignoring {e}");
+                    None
+                }
+            });
+        let calibration = stored.or_else(|| {
             let made = calibrate(backend)?;
             log::info!("calibrated {key} in {:.0} ms", made.seconds * 1e3);
-            if let Some(dir) = folder {
+            if let Some(DataSource::Folder(dir)) = &folder {
                 if let Err(e) = made.save(dir) {
                     log::warn!("calibration not kept: {e}");
                 }
@@ -295,9 +266,67 @@ impl Selector {
         &self.devices
     }
 
-    /// The learned model in use, if one was found for this host's devices.
-    pub fn model(&self) -> Option<&Model> {
-        self.model.as_ref()
+    /// The learned model in use: this host's own, or one that reaches its devices through their
+    /// calibrations; None without one.
+    pub fn model(&self) -> Option<Arc<Model>> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Trains a new model on every tuning database of the selector's sources and `dir` (where
+    /// on-line rows are kept) whose device has a calibration — this host's devices and every other
+    /// the data holds: the model describes devices by their calibrations, so the others' rows
+    /// teach it tilings and shapes — saves it into `dir` and puts it in use for decisions not yet
+    /// made. Slow (seconds): [`recorder`] calls it off the call path. Returns the rows it learned.
+    pub fn retrain(&self, dir: &std::path::Path) -> Result<usize> {
+        let mut sources = self.sources.clone();
+        let recorded = DataSource::Folder(dir.to_path_buf());
+        if !sources.contains(&recorded) {
+            sources.push(recorded);
+        }
+        let mut databases: std::collections::BTreeMap<String, TuningDb> = Default::default();
+        for source in &sources {
+            for name in source.names() {
+                if !name.ends_with(".tuning.json") {
+                    continue;
+                }
+                let Ok(Some(text)) = source.read(&name) else {
+                    continue;
+                };
+                let Ok(mut db) = TuningDb::parse(&source.path(&name), &text) else {
+                    continue;
+                };
+                db.drop_changed_kernels();
+                match databases.get_mut(&db.device_key) {
+                    Some(earlier) => db.rows.into_iter().for_each(|row| earlier.record_row(row)),
+                    None => {
+                        databases.insert(db.device_key.clone(), db);
+                    }
+                }
+            }
+        }
+        let mut calibrations: Vec<Calibration> = self
+            .devices
+            .iter()
+            .filter_map(|device| self.calibration(device.as_ref()))
+            .map(|c| c.as_ref().clone())
+            .collect();
+        for key in databases.keys() {
+            if calibrations.iter().any(|c| &c.device_key == key) {
+                continue;
+            }
+            calibrations.extend(
+                sources
+                    .iter()
+                    .rev()
+                    .find_map(|source| Calibration::load_from(source, key).ok().flatten()),
+            );
+        }
+        let databases: Vec<TuningDb> = databases.into_values().collect();
+        let model = Model::train(&databases, &calibrations, 0)?;
+        model.save(dir)?;
+        let rows = model.rows;
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
+        Ok(rows)
     }
 
     /// The data shipped inside the binary, then the user cache.
@@ -312,21 +341,18 @@ impl Selector {
         let shape = Shape::new(problem.m, problem.n, problem.k);
         let database = self.databases.get(&info.key);
         let measured = database.and_then(|db| db.e2e_estimate(shape, &choice.kernel));
+        let calibration = || self.calibration(choice.backend.as_ref());
         let modelled = || {
-            let (model, db) = (self.model.as_ref()?, database?);
-            model.predict(
+            self.model()?.predict(
                 problem.m,
                 problem.n,
                 problem.k,
                 info.backend,
-                &db.device_key,
+                calibration()?.as_ref(),
                 &choice.kernel,
             )
         };
-        let calibrated = || {
-            self.calibration(choice.backend.as_ref())?
-                .estimate_gflops(&choice.kernel, problem)
-        };
+        let calibrated = || calibration()?.estimate_gflops(&choice.kernel, problem);
         let (predicted_gflops, source) = match measured {
             Some(gflops) => (Some(gflops), Source::Database),
             None => match modelled() {
@@ -411,4 +437,50 @@ impl Selector {
             key: self.key(target, problem),
         })
     }
+}
+
+/// For every device of `backends`, its database merged over `sources` (later ones add their rows
+/// to earlier ones): the device's own, else one of the same device under another driver (or CPU
+/// thread count). Unusable files are logged and listed in `problems`.
+fn load_databases(
+    backends: &[Arc<dyn Backend>],
+    sources: &[DataSource],
+    problems: &mut Vec<String>,
+) -> HashMap<String, TuningDb> {
+    let mut databases = HashMap::new();
+    for backend in backends {
+        let info = backend.info();
+        for source in sources {
+            match TuningDb::load_for(source, info) {
+                Ok(Some(mut db)) => {
+                    let dropped = db.drop_changed_kernels();
+                    if dropped > 0 {
+                        problems.push(format!(
+                            "{}: {dropped} rows of kernels changed since measured, dropped",
+                            db.device
+                        ));
+                    }
+                    // Later sources add to earlier ones (row by row), never hide them: a
+                    // cache file of a few on-line rows keeps the shipped thousands.
+                    match databases.entry(info.key.clone()) {
+                        std::collections::hash_map::Entry::Occupied(mut earlier) => {
+                            let earlier: &mut TuningDb = earlier.get_mut();
+                            for row in db.rows {
+                                earlier.record_row(row);
+                            }
+                        }
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(db);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("ignoring {e}");
+                    problems.push(e.to_string());
+                }
+            }
+        }
+    }
+    databases
 }

@@ -1,16 +1,26 @@
 //! The learned model: gradient-boosted regression trees (the `gbdt` crate: pure Rust, trains and
-//! serialises with serde; `perpetual` needs a nightly compiler) predicting the log of a
-//! candidate's end-to-end GFLOPS from shape and kernel features, for shapes never measured.
+//! serialises with serde; `perpetual` needs a nightly compiler) predicting a candidate's end-to-end
+//! GFLOPS at shapes nobody measured, on devices it was trained on and on devices it never saw.
 //!
-//! One model per host, trained on the tuning databases of the host's devices and stored as JSON with
-//! the devices it knows, its feature names and its held-out quality. Quality is measured by k-fold
-//! over shapes: every shape is predicted by a model that never saw it.
+//! **How it transfers.** A device enters the model only through its calibration
+//! ([`super::calibration`]): its calibrated kernel rate, copy rates and fixed cost, and the calibrated
+//! prior's estimate for the candidate. The trees learn the *correction* to that estimate,
+//! ln(measured ÷ calibrated estimate), from shape and tiling features: what the prior gets wrong
+//! about a tiling at a shape (occupancy, tails, staging) is much the same on a similar device, and
+//! the device's own speed comes from its calibration, not from an index the trees memorised. A model
+//! trained on one host therefore ranks candidates on a host it never saw (rows from the H200 host
+//! rank an H100's).
+//!
+//! Trained on the tuning databases of the devices that have a calibration, stored as JSON with the
+//! devices it was trained on, its feature names and its held-out quality. Quality is measured by
+//! k-fold over shapes: every shape is predicted by a model that never saw it.
 
+use super::calibration::Calibration;
 use super::db::{write_atomically, DataSource, TuningDb};
 use crate::device::BackendKind;
 use crate::error::{Error, Result};
 use crate::kernel::{find, KernelSpec};
-use crate::problem::Shape;
+use crate::problem::{GemmProblem, Shape};
 use gbdt::config::Config;
 use gbdt::decision_tree::{Data, DataVec};
 use gbdt::gradient_boost::GBDT;
@@ -19,10 +29,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "tilegemm-selector-model";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
-/// The seed's features plus backend and device: sizes and work in log2, the tiling's parameters.
-pub const FEATURES: [&str; 21] = [
+/// How many features a candidate has.
+const FEATURE_COUNT: usize = 25;
+
+/// The seed's features (sizes and work in log2, the tiling's parameters), the backend, and the
+/// device as its calibration describes it.
+pub const FEATURES: [&str; FEATURE_COUNT] = [
     "log2_m",
     "log2_n",
     "log2_k",
@@ -43,7 +57,11 @@ pub const FEATURES: [&str; 21] = [
     "log2_ops_per_tile",
     "work_per_thread",
     "backend",
-    "device",
+    "log2_device_gflops",
+    "log2_upload_bytes_per_second",
+    "log2_download_bytes_per_second",
+    "log2_fixed_microseconds",
+    "log2_calibrated_gflops",
 ];
 
 /// Held-out quality of a model: each shape predicted by a model trained without it. Judged on the
@@ -96,7 +114,8 @@ pub struct Model {
     pub format: String,
     /// Layout version of the file (this build reads 3).
     pub version: u32,
-    /// Keys of the devices it knows; the `device` feature is an index into this list.
+    /// Keys of the devices whose measurements it was trained on (it predicts for any calibrated
+    /// device).
     pub devices: Vec<String>,
     /// Names of the input features, in order; a model is only loaded when they equal [`FEATURES`].
     pub features: Vec<String>,
@@ -112,7 +131,9 @@ struct Sample {
     shape: (usize, usize, usize),
     device: usize,
     kernel: String,
-    features: [f64; 21],
+    features: [f64; FEATURE_COUNT],
+    /// The calibrated prior's end-to-end GFLOPS: what the model corrects.
+    calibrated_gflops: f64,
     /// Settled end-to-end GFLOPS: what the model learns and is judged on.
     e2e_gflops: f64,
     /// This row's own end-to-end measurement.
@@ -128,16 +149,19 @@ fn backend_id(backend: BackendKind) -> f64 {
     }
 }
 
-/// The feature vector of `kernel` on the device with index `device`.
+/// The feature vector of `kernel` on the device `calibration` describes, with the calibrated
+/// prior's end-to-end GFLOPS for it (the value the model corrects); None when the calibration gives
+/// no estimate.
 pub fn features(
     m: usize,
     n: usize,
     k: usize,
     backend: BackendKind,
-    device: usize,
+    calibration: &Calibration,
     kernel: &str,
-) -> [f64; 21] {
+) -> Option<([f64; FEATURE_COUNT], f64)> {
     let log2 = |x: f64| x.max(1.0).log2();
+    let calibrated = calibration.estimate_gflops(kernel, &GemmProblem::new(m, n, k))?;
     let spec = find(kernel);
     let spec_value = |f: fn(&KernelSpec) -> f64| spec.map(f).unwrap_or(0.0);
     let (tile_m, tile_n) = (
@@ -160,7 +184,7 @@ pub fn features(
     // end-to-end time wherever the arithmetic intensity is low.
     let bytes = 4.0 * (m as f64 * k as f64 + k as f64 * n as f64 + m as f64 * n as f64);
     let total_tiles = tiles_m * tiles_n;
-    [
+    let features = [
         log2(m as f64),
         log2(n as f64),
         log2(k as f64),
@@ -189,24 +213,41 @@ pub fn features(
             0.0
         },
         backend_id(backend),
-        device as f64,
-    ]
+        log2(calibration.peak_gflops()),
+        calibration.upload_bytes_per_second.map_or(0.0, log2),
+        calibration.download_bytes_per_second.map_or(0.0, log2),
+        log2(calibration.fixed_seconds * 1e6),
+        log2(calibrated),
+    ];
+    Some((features, calibrated))
 }
 
-fn samples(databases: &[TuningDb]) -> Vec<Sample> {
-    let mut out = Vec::new();
+/// Every usable row of `databases` as a sample; a database whose device has no calibration in
+/// `calibrations` cannot be described to the model and is left out (its key is returned).
+fn samples(databases: &[TuningDb], calibrations: &[Calibration]) -> (Vec<Sample>, Vec<String>) {
+    let (mut out, mut uncalibrated) = (Vec::new(), Vec::new());
     for (device, db) in databases.iter().enumerate() {
+        let Some(calibration) = calibrations.iter().find(|c| c.device_key == db.device_key) else {
+            uncalibrated.push(db.device_key.clone());
+            continue;
+        };
         for row in db
             .rows
             .iter()
             .filter(|r| r.e2e_gflops > 0.0 && r.gflops > 0.0)
         {
             let shape = Shape::new(row.m, row.n, row.k);
+            let Some((features, calibrated_gflops)) =
+                features(row.m, row.n, row.k, db.backend, calibration, &row.kernel)
+            else {
+                continue;
+            };
             out.push(Sample {
                 shape: (row.m, row.n, row.k),
                 device,
                 kernel: row.kernel.clone(),
-                features: features(row.m, row.n, row.k, db.backend, device, &row.kernel),
+                features,
+                calibrated_gflops,
                 e2e_gflops: db
                     .e2e_estimate(shape, &row.kernel)
                     .unwrap_or(row.e2e_gflops),
@@ -214,10 +255,11 @@ fn samples(databases: &[TuningDb]) -> Vec<Sample> {
             });
         }
     }
-    out
+    (out, uncalibrated)
 }
 
-/// Trains on `samples`, predicting ln(e2e GFLOPS). Deterministic: no row or feature sampling.
+/// Trains on `samples`, predicting ln(e2e GFLOPS ÷ calibrated GFLOPS). Deterministic: no row or
+/// feature sampling.
 fn fit(samples: &[&Sample]) -> GBDT {
     let mut config = Config::new();
     config.set_feature_size(FEATURES.len());
@@ -230,7 +272,12 @@ fn fit(samples: &[&Sample]) -> GBDT {
         .iter()
         .map(|s| {
             let features = s.features.iter().map(|&x| x as f32).collect();
-            Data::new_training_data(features, 1.0, s.e2e_gflops.ln() as f32, None)
+            Data::new_training_data(
+                features,
+                1.0,
+                (s.e2e_gflops / s.calibrated_gflops).ln() as f32,
+                None,
+            )
         })
         .collect();
     let mut booster = GBDT::new(&config);
@@ -238,15 +285,17 @@ fn fit(samples: &[&Sample]) -> GBDT {
     booster
 }
 
-fn predict_rows(booster: &GBDT, rows: &[[f64; 21]]) -> Vec<f64> {
+/// Predicted end-to-end GFLOPS of each (features, calibrated GFLOPS).
+fn predict_rows(booster: &GBDT, rows: &[([f64; FEATURE_COUNT], f64)]) -> Vec<f64> {
     let data: DataVec = rows
         .iter()
-        .map(|row| Data::new_test_data(row.iter().map(|&x| x as f32).collect(), None))
+        .map(|(row, _)| Data::new_test_data(row.iter().map(|&x| x as f32).collect(), None))
         .collect();
     booster
         .predict(&data)
         .into_iter()
-        .map(|y| (y as f64).exp())
+        .zip(rows)
+        .map(|(correction, (_, calibrated))| calibrated * (correction as f64).exp())
         .collect()
 }
 
@@ -279,7 +328,10 @@ fn cross_validate(samples: &[Sample], folds: usize) -> Quality {
             let test: Vec<&Sample> = samples.iter().filter(|s| s.shape == *shape).collect();
             let predicted = predict_rows(
                 &booster,
-                &test.iter().map(|s| s.features).collect::<Vec<_>>(),
+                &test
+                    .iter()
+                    .map(|s| (s.features, s.calibrated_gflops))
+                    .collect::<Vec<_>>(),
             );
             let chosen = argmax(&predicted);
             settled.push(judge(&test, chosen, |s| s.e2e_gflops));
@@ -314,21 +366,37 @@ fn argmax(values: &[f64]) -> usize {
 }
 
 impl Model {
-    /// Trains on every row of `databases` (one per device of the host) and measures held-out quality
-    /// with `folds`-fold cross-validation over shapes.
-    pub fn train(databases: &[TuningDb], folds: usize) -> Result<Self> {
-        let samples = samples(databases);
+    /// Trains on every row of `databases` whose device has a calibration in `calibrations`, and
+    /// measures held-out quality with `folds`-fold cross-validation over shapes (`folds` = 0: none,
+    /// e.g. a retraining in the background).
+    pub fn train(
+        databases: &[TuningDb],
+        calibrations: &[Calibration],
+        folds: usize,
+    ) -> Result<Self> {
+        let (samples, uncalibrated) = samples(databases, calibrations);
+        if !uncalibrated.is_empty() {
+            log::warn!(
+                "no calibration for {}: its measurements are left out of the model",
+                uncalibrated.join(", ")
+            );
+        }
         if samples.is_empty() {
-            return Err(Error::NotFound(
-                "no measurements to train on: run `tilegemm tune` first".into(),
-            ));
+            return Err(Error::NotFound(if uncalibrated.is_empty() {
+                "no measurements to train on: run `tilegemm tune` first".into()
+            } else {
+                format!(
+                    "no calibrated device to train on (run `tilegemm select` on the host of {} to calibrate it)",
+                    uncalibrated.join(", ")
+                )
+            }));
         }
         let shapes = samples
             .iter()
             .map(|s| s.shape)
             .collect::<BTreeSet<_>>()
             .len();
-        let quality = if shapes >= 2 {
+        let quality = if shapes >= 2 && folds > 0 {
             Some(cross_validate(&samples, folds))
         } else {
             None
@@ -337,7 +405,11 @@ impl Model {
         Ok(Model {
             format: FORMAT.into(),
             version: VERSION,
-            devices: databases.iter().map(|db| db.device_key.clone()).collect(),
+            devices: databases
+                .iter()
+                .map(|db| db.device_key.clone())
+                .filter(|key| !uncalibrated.contains(key))
+                .collect(),
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
             rows: samples.len(),
             quality,
@@ -345,18 +417,18 @@ impl Model {
         })
     }
 
-    /// Predicted end-to-end GFLOPS of `kernel` on the device `device_key` (None: unknown device).
+    /// Predicted end-to-end GFLOPS of `kernel` on the device `calibration` describes (None: the
+    /// calibration gives no estimate for it).
     pub fn predict(
         &self,
         m: usize,
         n: usize,
         k: usize,
         backend: BackendKind,
-        device_key: &str,
+        calibration: &Calibration,
         kernel: &str,
     ) -> Option<f64> {
-        let device = self.devices.iter().position(|d| d == device_key)?;
-        let row = features(m, n, k, backend, device, kernel);
+        let row = features(m, n, k, backend, calibration, kernel)?;
         predict_rows(&self.booster, &[row]).first().copied()
     }
 
@@ -391,11 +463,54 @@ impl Model {
 
     /// As [`Model::load`], from any data source.
     pub fn load_from(source: &DataSource, device_keys: &[String]) -> Result<Option<Self>> {
-        let name = Self::file_name(device_keys);
-        let Some(text) = source.read(&name)? else {
+        Self::load_named(source, &Self::file_name(device_keys))
+    }
+
+    /// The model a host with these devices uses: its own (trained on exactly these devices) from
+    /// the last of `sources` that has one, else the model trained on the most measurements in any
+    /// source, which reaches this host's devices through their calibrations. Unusable files are
+    /// logged and listed in `problems`.
+    pub fn for_host(
+        sources: &[DataSource],
+        device_keys: &[String],
+        problems: &mut Vec<String>,
+    ) -> Option<Self> {
+        let mut report = |e: Error| {
+            log::warn!("ignoring {e}");
+            problems.push(e.to_string());
+        };
+        let own = Self::file_name(device_keys);
+        for source in sources.iter().rev() {
+            match Self::load_named(source, &own) {
+                Ok(Some(model)) => return Some(model),
+                Ok(None) => {}
+                Err(e) => report(e),
+            }
+        }
+        let mut best: Option<Model> = None;
+        for source in sources {
+            for name in source.names() {
+                if !name.ends_with(".model.json") || name == own {
+                    continue;
+                }
+                match Self::load_named(source, &name) {
+                    Ok(Some(model)) if best.as_ref().is_none_or(|b| model.rows > b.rows) => {
+                        best = Some(model)
+                    }
+                    Ok(_) => {}
+                    Err(e) => report(e),
+                }
+            }
+        }
+        best
+    }
+
+    /// The model in the file `name` of `source`, if there is one.
+    fn load_named(source: &DataSource, name: &str) -> Result<Option<Self>> {
+        let Some(text) = source.read(name)? else {
             return Ok(None);
         };
-        let path = source.path(&name);
+        let path = source.path(name);
         let model: Model = serde_json::from_str(&text).map_err(|e| {
             Error::file(
                 &path,
@@ -414,5 +529,100 @@ impl Model {
             ));
         }
         Ok(Some(model))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::select::calibration::KernelRate;
+    use crate::select::db::Row;
+
+    /// A device without copies whose prior's kernels run at `gflops` (tile24) and half that
+    /// (tile16).
+    fn calibration(key: &str, gflops: f64) -> Calibration {
+        let rate = |kernel: &str, gflops| KernelRate {
+            kernel: kernel.into(),
+            size: 1024,
+            gflops,
+        };
+        Calibration {
+            format: "tilegemm-calibration".into(),
+            version: 1,
+            device_key: key.into(),
+            fixed_seconds: 1e-5,
+            upload_bytes_per_second: None,
+            download_bytes_per_second: None,
+            kernels: vec![rate("tile24", gflops), rate("tile16", gflops / 2.0)],
+            seconds: 0.1,
+        }
+    }
+
+    /// The measurements of a device whose tile16 runs at 60% of its calibrated estimate at every
+    /// shape and whose tile24 at 90% below K = 256 and 20% above (what the prior cannot know).
+    fn database(calibration: &Calibration) -> TuningDb {
+        let mut rows = Vec::new();
+        for &m in &[64, 128, 256, 512, 1024] {
+            for &k in &[32, 64, 128, 512, 1024, 2048] {
+                for (kernel, share) in
+                    [("tile16", 0.6), ("tile24", if k < 256 { 0.9 } else { 0.2 })]
+                {
+                    let problem = GemmProblem::new(m, m, k);
+                    let gflops = share * calibration.estimate_gflops(kernel, &problem).unwrap();
+                    rows.push(Row::new(Shape::new(m, m, k), kernel, gflops, gflops));
+                }
+            }
+        }
+        TuningDb {
+            format: "tilegemm-tuning-db".into(),
+            version: 1,
+            device_key: calibration.device_key.clone(),
+            backend: BackendKind::Wgpu,
+            api: "vulkan".into(),
+            device: "gpu".into(),
+            driver: "1".into(),
+            rows,
+        }
+    }
+
+    /// Trained on two devices, the model predicts a third it never saw, three times faster than
+    /// either, through its calibration: the ranking of its kernels flips with K as on the others,
+    /// and its numbers scale with its calibrated speed.
+    #[test]
+    fn the_model_transfers_to_an_unseen_device_through_its_calibration() {
+        let known = [calibration("a", 1000.0), calibration("b", 2000.0)];
+        let databases: Vec<TuningDb> = known.iter().map(database).collect();
+        let model = Model::train(&databases, &known, 0).unwrap();
+        assert_eq!(model.devices, ["a", "b"]);
+        let unseen = calibration("c", 6000.0);
+        let predict = |m, k, kernel| {
+            model
+                .predict(m, m, k, BackendKind::Wgpu, &unseen, kernel)
+                .unwrap()
+        };
+        let truth = |m, k, kernel, share| {
+            share
+                * unseen
+                    .estimate_gflops(kernel, &GemmProblem::new(m, m, k))
+                    .unwrap()
+        };
+        for (m, k) in [(300, 48), (700, 96), (300, 1500), (700, 700)] {
+            let tile24_share = if k < 256 { 0.9 } else { 0.2 };
+            for (kernel, share) in [("tile16", 0.6), ("tile24", tile24_share)] {
+                let (predicted, true_value) = (predict(m, k, kernel), truth(m, k, kernel, share));
+                assert!(
+                    (predicted / true_value - 1.0).abs() < 0.15,
+                    "{kernel} at {m}x{m}x{k}: predicted {predicted:.0}, truly {true_value:.0}"
+                );
+            }
+            let tile24_first = predict(m, k, "tile24") > predict(m, k, "tile16");
+            let truly_first = truth(m, k, "tile24", tile24_share) > truth(m, k, "tile16", 0.6);
+            assert_eq!(tile24_first, truly_first, "at {m}x{m}x{k}");
+            assert_eq!(truly_first, k < 256, "the test's devices flip with K");
+        }
+        // A device without a calibration is left out, not guessed.
+        let model = Model::train(&databases, &known[..1], 0).unwrap();
+        assert_eq!(model.devices, ["a"]);
+        assert!(Model::train(&databases, &[], 0).is_err());
     }
 }
