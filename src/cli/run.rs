@@ -93,6 +93,14 @@ pub fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             "on-line tuning: {} of {} timed calls ran a rival; {} decision settled, {} changed",
             online.rival_calls, online.tracked_calls, online.settled, online.changed
         );
+        let decision = engine.select(&target, &problem)?;
+        println!(
+            "decision after the calls: {} on {} {} from the {:?}",
+            decision.chosen.kernel,
+            decision.chosen.backend,
+            decision.chosen.device,
+            decision.source
+        );
     }
     let telemetry = engine.telemetry();
     if matches!(args.policy, Policy::Ab(..)) || telemetry.fallbacks_total > 0 {

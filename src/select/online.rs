@@ -8,9 +8,12 @@
 //! contender has [`SAMPLES`] successful calls, calls are timed; a call runs a rival instead of the
 //! leader only while the seconds spent on rivals stay under [`BUDGET_SHARE`] of the bucket's seconds
 //! so far, counting the rival's expected seconds (its estimate, else the leader's mean) (`On`), or
-//! as soon as one still needs samples (`Eager`). Every call still returns a
-//! correct result: a rival goes through the same validation probe and rollback as any candidate.
-//! Once every contender has its samples, the one with the best mean end-to-end GFLOPS wins.
+//! as soon as one still needs samples (`Eager`). A rival measured at less than [`DROP_BELOW`] of the
+//! fastest contender's speed is dropped after its first call (successive halving: the spread between calls of
+//! one kernel is far smaller), so a bucket spends its budget on the rivals that can win. Every call
+//! still returns a correct result: a rival goes through the same validation probe and rollback as
+//! any candidate. Once every remaining contender has its samples, the one with the best mean
+//! end-to-end GFLOPS wins.
 
 use super::decisions::DecisionKey;
 use super::{Selection, Source};
@@ -53,6 +56,9 @@ pub const BUDGET_SHARE: f64 = 0.10;
 pub const SAMPLES: u64 = 2;
 /// Rivals of the leader explored per bucket.
 pub const RIVALS: usize = 2;
+/// A rival slower than this share of the fastest contender's measured speed is dropped after one
+/// call.
+pub const DROP_BELOW: f64 = 0.5;
 /// A rival is close when its estimate is at least this share of the leader's.
 const CLOSE: f64 = 0.25;
 /// Buckets followed at once; settled ones are dropped first past it.
@@ -100,6 +106,8 @@ struct Bucket {
     /// Each contender's estimated end-to-end GFLOPS, where there is one.
     estimates: Vec<Option<f64>>,
     gflops: Vec<Welford>,
+    /// Rivals measured too slow to win ([`DROP_BELOW`]): they take no more calls.
+    dropped: Vec<bool>,
     samples: Vec<Sample>,
     rival_seconds: f64,
     total_seconds: f64,
@@ -150,12 +158,36 @@ impl Bucket {
                 .map(|&i| selection.candidates[i].predicted_gflops)
                 .collect(),
             gflops: vec![Welford::default(); chosen.len()],
+            dropped: vec![false; chosen.len()],
             settled: chosen.len() == 1,
             contenders: chosen.iter().map(|&i| identity(selection, i)).collect(),
             samples: Vec::new(),
             rival_seconds: 0.0,
             total_seconds: 0.0,
         }
+    }
+}
+
+impl Bucket {
+    /// Drops every rival measured at less than [`DROP_BELOW`] of the fastest contender so far
+    /// (the leader is kept: it is the bucket's answer until another wins).
+    fn drop_slow_rivals(&mut self) {
+        let fastest = self
+            .gflops
+            .iter()
+            .filter(|w| w.count > 0)
+            .map(|w| w.mean)
+            .fold(0.0, f64::max);
+        for c in 1..self.contenders.len() {
+            if self.gflops[c].count > 0 && self.gflops[c].mean < DROP_BELOW * fastest {
+                self.dropped[c] = true;
+            }
+        }
+    }
+
+    /// Whether contender `c` still needs calls.
+    fn hungry(&self, c: usize) -> bool {
+        !self.dropped[c] && self.gflops[c].count < SAMPLES
     }
 }
 
@@ -213,7 +245,7 @@ impl Explorer {
         if bucket.settled {
             return idle;
         }
-        let hungry = (1..bucket.contenders.len()).find(|&c| bucket.gflops[c].count < SAMPLES);
+        let hungry = (1..bucket.contenders.len()).find(|&c| bucket.hungry(c));
         let within_budget = |c: usize| {
             let leader = &bucket.gflops[0];
             let expected = match bucket.estimates[c] {
@@ -263,10 +295,12 @@ impl Explorer {
             e2e_gflops: gflops(seconds),
             kernel_gflops: gflops(kernel_seconds.unwrap_or(seconds)),
         });
-        if bucket.gflops.iter().any(|w| w.count < SAMPLES) {
+        bucket.drop_slow_rivals();
+        if (0..bucket.contenders.len()).any(|c| bucket.hungry(c)) {
             return None;
         }
         let best = (0..bucket.contenders.len())
+            .filter(|&c| !bucket.dropped[c])
             .max_by(|&a, &b| bucket.gflops[a].mean.total_cmp(&bucket.gflops[b].mean))
             .expect("the leader is a contender");
         let winner = position(selection, &bucket.contenders[best])?;
@@ -288,6 +322,7 @@ impl Explorer {
                 bucket.contenders.remove(c + 1);
                 bucket.estimates.remove(c + 1);
                 bucket.gflops.remove(c + 1);
+                bucket.dropped.remove(c + 1);
                 bucket
                     .samples
                     .retain(|s| (&s.device_key, &s.kernel) != (&failed.0, &failed.1));

@@ -13,14 +13,16 @@ use tilegemm::{
 /// - `wrong` is off by one everywhere;
 /// - `good` and `tile16` are right;
 /// - `hungry` is right, but the device refuses its allocation above [`HUNGRY_LIMIT`] elements of C;
-/// - `trans_broken` is right with A as stored and fails (a device error) with op(A) = Aᵀ.
-pub const KERNELS: [&str; 6] = [
+/// - `trans_broken` is right with A as stored and fails (a device error) with op(A) = Aᵀ;
+/// - `crawl` is right and, on a device with a [`Speed`], computes 4× slower than `tile16`.
+pub const KERNELS: [&str; 7] = [
     "broken",
     "wrong",
     "good",
     "tile16",
     "hungry",
     "trans_broken",
+    "crawl",
 ];
 
 /// Elements of C above which `hungry` runs out of memory.
@@ -163,7 +165,11 @@ impl Backend for ScriptedGpu {
             let extents = problem.extents().expect("checked by the caller");
             let c_up = if problem.beta != 0.0 { extents.c } else { 0 };
             let bytes = 4.0 * (extents.a + extents.b + extents.c + c_up) as f64;
-            let speedup = if kernel == "good" { 4.0 } else { 1.0 };
+            let speedup = match kernel {
+                "good" => 4.0,
+                "crawl" => 0.25,
+                _ => 1.0,
+            };
             let kernel_seconds = problem.flops() / (speedup * speed.gflops * 1e9);
             std::thread::sleep(std::time::Duration::from_secs_f64(
                 speed.fixed_seconds + bytes / speed.bytes_per_second + kernel_seconds,

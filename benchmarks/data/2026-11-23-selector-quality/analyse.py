@@ -22,7 +22,9 @@ text = open("workload.txt").read()
 rows = []
 for block in text.split("== ")[1:]:
     shape = tuple(int(x) for x in block.split()[0].split("x"))
-    last = re.search(r"^(\S+) on \S+ \(\S+\) (.+?): \d+x", block, re.M)
+    # The decision once the calls are done; older runs printed only the last call's kernel.
+    last = re.search(r"^decision after the calls: (\S+) on \S+ (.+) from the", block, re.M) or \
+        re.search(r"^(\S+) on \S+ \(\S+\) (.+?): \d+x", block, re.M)
     first = re.search(r"first call ran (\S+) on \S+ (.+)$", block, re.M)
     table = measured[shape]
     best = max(table.values())
