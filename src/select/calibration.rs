@@ -9,9 +9,10 @@
 //! was not calibrated gets the device's slowest calibrated rate: it never wins on a guess.
 //!
 //! A calibration is kept beside the device's tuning database, in the same folder and named after
-//! the same device key (`<key>.calibration.json`): in the user cache for this host's devices, in
-//! `models/` (shipped inside the binary) for the devices the shipped data was measured on, where
-//! the learned model needs them as device features ([`super::model`]).
+//! the same device key (`<key>.calibration.json`): in the user cache for this host's devices (the
+//! selector only trusts calibrations made on this host), in `models/` (shipped inside the binary)
+//! for the devices the shipped data was measured on, which the learned model is trained with
+//! ([`super::model`]).
 
 use super::db::{write_atomically, DataSource, TuningDb};
 use crate::backend::cpu::NATIVE_KERNEL;
@@ -172,30 +173,14 @@ fn calibrated_kernels(backend: &dyn Backend) -> Vec<String> {
     }
 }
 
-/// Fastest end-to-end and kernel seconds of `kernel` on `problem` (kernel `None`: not device-timed).
+/// Fastest end-to-end and kernel seconds of `kernel` on `problem` over two calls after a warm-up
+/// (kernel `None`: not device-timed). The fastest, because a copy or a kernel is only ever slowed
+/// by what else the host does: one call of a 64 MiB copy varied 2.3× between runs on the H100.
 fn time(backend: &dyn Backend, kernel: &str, problem: &GemmProblem) -> Result<(f64, Option<f64>)> {
-    time_with(backend, kernel, problem, 2)
-}
-
-/// As [`time`], from one call after the warm-up (for copies of tens of MiB).
-fn time_once(
-    backend: &dyn Backend,
-    kernel: &str,
-    problem: &GemmProblem,
-) -> Result<(f64, Option<f64>)> {
-    time_with(backend, kernel, problem, 1)
-}
-
-fn time_with(
-    backend: &dyn Backend,
-    kernel: &str,
-    problem: &GemmProblem,
-    reps: usize,
-) -> Result<(f64, Option<f64>)> {
     let config = BenchConfig {
         warmup: 1,
-        reps: reps + 1,
-        min_reps: reps,
+        reps: 3,
+        min_reps: 2,
         budget_seconds: 0.05,
     };
     let mut operands = Operands::random(problem, 7)?;
@@ -219,7 +204,7 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
         let mut scale = 1;
         loop {
             let (problem, bytes) = problem(scale);
-            let (e2e, kernel) = time_once(backend, primary, &problem).ok()?;
+            let (e2e, kernel) = time(backend, primary, &problem).ok()?;
             let seconds = (e2e - fixed_seconds - kernel?).max(1e-7);
             if seconds >= COPY_TARGET_SECONDS || scale >= 16 || copy_started.elapsed() >= BUDGET / 4
             {

@@ -221,10 +221,10 @@ impl Selector {
         self.lock_decisions().len()
     }
 
-    /// The calibration of `backend`: found in the cache folder or a data source (the shipped data
-    /// carries the calibrations of the devices it was measured on), else made on first need and
-    /// kept in the cache folder; None when calibration is off or the device offers none of the
-    /// prior's kernels.
+    /// The calibration of `backend`: this host's own, from the cache folder, else made on first
+    /// need and kept there; None when calibration is off or the device offers no kernel. Shipped
+    /// calibrations describe the machines the shipped data was measured on, not this one (two
+    /// hosts' CPUs of one name differ 2× on the GPU machines), so they are only used for training.
     pub fn calibration(&self, backend: &dyn Backend) -> Option<Arc<Calibration>> {
         let folder = match &self.calibration {
             CalibrationMode::Off => return None,
@@ -237,9 +237,8 @@ impl Selector {
             return known.clone();
         }
         let stored = folder
-            .iter()
-            .chain(self.sources.iter().rev())
-            .find_map(|source| match Calibration::load_from(source, key) {
+            .as_ref()
+            .and_then(|source| match Calibration::load_from(source, key) {
                 Ok(found) => found,
                 Err(e) => {
                     log::warn!("ignoring {e}");

@@ -32,7 +32,7 @@ const FORMAT: &str = "tilegemm-selector-model";
 const VERSION: u32 = 4;
 
 /// How many features a candidate has.
-const FEATURE_COUNT: usize = 25;
+const FEATURE_COUNT: usize = 22;
 
 /// The seed's features (sizes and work in log2, the tiling's parameters), the backend, and the
 /// device as its calibration describes it.
@@ -58,9 +58,6 @@ pub const FEATURES: [&str; FEATURE_COUNT] = [
     "work_per_thread",
     "backend",
     "log2_device_gflops",
-    "log2_upload_bytes_per_second",
-    "log2_download_bytes_per_second",
-    "log2_fixed_microseconds",
     "log2_calibrated_gflops",
 ];
 
@@ -214,9 +211,6 @@ pub fn features(
         },
         backend_id(backend),
         log2(calibration.peak_gflops()),
-        calibration.upload_bytes_per_second.map_or(0.0, log2),
-        calibration.download_bytes_per_second.map_or(0.0, log2),
-        log2(calibration.fixed_seconds * 1e6),
         log2(calibrated),
     ];
     Some((features, calibrated))
