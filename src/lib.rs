@@ -33,7 +33,7 @@
 //! | [`backend`] | the [`Backend`] trait; `cpu`; the host-slice GPU path written once over a small runtime trait that `wgpu` and `ocl` implement; discovery |
 //! | [`verify`], [`bench`](mod@bench) | a kernel checked against the reference on poisoned C; a kernel timed |
 //! | [`telemetry`] | Welford statistics of what ran, fallbacks, A/B arms |
-//! | [`select`] | for the devices it is given: candidates, the prior, the tuning store, the learned model, ranking, policies, the guard (validation probe, disabled kernels) |
+//! | [`select`] | for the devices it is given: candidates, the calibrated prior, the tuning store, the learned model, ranking, bucketed decisions, on-line tuning and its recorder thread, policies, the guard (validation probe, disabled kernels) |
 //! | [`engine`] | discovery + selector + policy + guard + telemetry behind `gemm`, `gemm_on`, `matmul` |
 //! | [`tune`] | measuring, tuning and training as library API (the CLI's `tune` and `train` call it) |
 //!
@@ -42,15 +42,18 @@
 //! [`Engine::gemm`]`(problem, a, b, c)`:
 //! 1. `problem.check_lengths` — a bad call is a typed error before anything runs, C untouched;
 //! 2. the selector ranks every candidate (backend, kernel) that passes the device's capability
-//!    checks — by measurements of this host, else the learned model, else the prior — and caches
-//!    the ranking per shape;
+//!    checks — each by its measurement on this host, else the learned model, else the calibrated
+//!    prior — and caches the ranking per shape bucket;
 //! 3. the policy orders the ranking (adaptive, baseline, fixed kernel, or one arm of an A/B);
 //! 4. down that order: the guard skips disabled kernels and validates a kernel's first use on a
 //!    seeded probe; the backend runs the GEMM (GPU backends: upload A, B (and C when β ≠ 0) into
 //!    reused buffers, launch the cached program, read back C's valid columns);
 //! 5. a kernel failure disables that kernel for these transposes and the call moves on; a problem
 //!    that does not fit a device moves on without disabling anything; both are recorded in the
-//!    telemetry, and the first success returns the [`Choice`] that ran.
+//!    telemetry, and the first success returns the [`Choice`] that ran;
+//! 6. under on-line tuning the call may run a close rival instead of the leader, timed; once a
+//!    bucket's contenders are measured the winner becomes its decision and the recorder thread
+//!    keeps the samples (and retrains the model) off the call path.
 
 #![warn(missing_docs)]
 
