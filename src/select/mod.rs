@@ -94,6 +94,9 @@ pub struct Selection {
     pub key: DecisionKey,
 }
 
+/// One device's calibration, made once.
+type CalibrationCell = Arc<std::sync::OnceLock<Option<Arc<Calibration>>>>;
+
 /// The devices of an engine, their tuning databases (loaded from a list of folders, later folders
 /// winning) and the learned model; ranks candidates and remembers its decisions.
 pub struct Selector {
@@ -107,8 +110,10 @@ pub struct Selector {
     /// Where the data came from: calibrations of known devices are read from here too.
     sources: Vec<DataSource>,
     calibration: CalibrationMode,
-    /// Per device key, its calibration (None: it could not be calibrated), made on first need.
-    calibrations: Mutex<HashMap<String, Option<Arc<Calibration>>>>,
+    /// Per device key, its calibration (None: it could not be calibrated), made on first need: the
+    /// map is locked only to find a device's cell, so calibrating one device holds up only calls
+    /// that need the same device's.
+    calibrations: Mutex<HashMap<String, CalibrationCell>>,
     decisions: Mutex<Decisions>,
     /// Files that were found but could not be used, with why (reported once, at load).
     pub problems: Vec<String>,
@@ -226,38 +231,45 @@ impl Selector {
     /// calibrations describe the machines the shipped data was measured on, not this one (two
     /// hosts' CPUs of one name differ 2× on the GPU machines), so they are only used for training.
     pub fn calibration(&self, backend: &dyn Backend) -> Option<Arc<Calibration>> {
-        let folder = match &self.calibration {
-            CalibrationMode::Off => return None,
-            CalibrationMode::InMemory => None,
-            CalibrationMode::Cached(dir) => Some(DataSource::Folder(dir.clone())),
-        };
-        let key = &backend.info().key;
-        let mut calibrations = self.calibrations.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = calibrations.get(key) {
-            return known.clone();
+        if self.calibration == CalibrationMode::Off {
+            return None;
         }
-        let stored = folder
-            .as_ref()
-            .and_then(|source| match Calibration::load_from(source, key) {
-                Ok(found) => found,
-                Err(e) => {
-                    log::warn!("ignoring {e}");
-                    None
+        let key = &backend.info().key;
+        let cell = self
+            .calibrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| {
+            let folder = match &self.calibration {
+                CalibrationMode::Cached(dir) => Some(DataSource::Folder(dir.clone())),
+                _ => None,
+            };
+            let stored =
+                folder
+                    .as_ref()
+                    .and_then(|source| match Calibration::load_from(source, key) {
+                        Ok(found) => found,
+                        Err(e) => {
+                            log::warn!("ignoring {e}");
+                            None
+                        }
+                    });
+            let calibration = stored.or_else(|| {
+                let made = calibrate(backend)?;
+                log::info!("calibrated {key} in {:.0} ms", made.seconds * 1e3);
+                if let Some(DataSource::Folder(dir)) = &folder {
+                    if let Err(e) = made.save(dir) {
+                        log::warn!("calibration not kept: {e}");
+                    }
                 }
+                Some(made)
             });
-        let calibration = stored.or_else(|| {
-            let made = calibrate(backend)?;
-            log::info!("calibrated {key} in {:.0} ms", made.seconds * 1e3);
-            if let Some(DataSource::Folder(dir)) = &folder {
-                if let Err(e) = made.save(dir) {
-                    log::warn!("calibration not kept: {e}");
-                }
-            }
-            Some(made)
-        });
-        let calibration = calibration.map(Arc::new);
-        calibrations.insert(key.clone(), calibration.clone());
-        calibration
+            calibration.map(Arc::new)
+        })
+        .clone()
     }
 
     /// The devices this selector ranks.
