@@ -224,6 +224,25 @@ fn tune_then_select_from_the_command_line() {
         "tune trained a model for unmeasured shapes"
     );
     assert!(selection["predicted_gflops"].as_f64().unwrap() > 0.0);
+    // tune kept the device's calibration beside its database (the model is trained with it), and
+    // select says what its estimates came from.
+    let beside: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.ends_with(".calibration.json"))
+        .collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    let out = run(&[
+        "select",
+        "33",
+        "--backend",
+        "cpu",
+        "--db",
+        dir.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("model: 2 rows of 1 device(s)"), "{text}");
+    assert!(text.contains("calibration of cpu "), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

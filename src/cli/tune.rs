@@ -209,5 +209,51 @@ pub fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     println!("{rows}");
+    print_estimators(&selector);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model in use and each device's calibration: what the estimates above came from.
+fn print_estimators(selector: &Selector) {
+    match selector.model() {
+        Some(model) => println!(
+            "model: {} rows of {} device(s){}",
+            model.rows,
+            model.devices.len(),
+            model
+                .quality
+                .as_ref()
+                .map(|q| format!(
+                    ", held out: top-1 {:.0}%, mean regret {:.1}%",
+                    100.0 * q.top1,
+                    100.0 * q.mean_regret
+                ))
+                .unwrap_or_default()
+        ),
+        None => println!("model: none"),
+    }
+    for device in selector.devices() {
+        let info = device.info();
+        let Some(c) = selector.calibration(device.as_ref()) else {
+            continue;
+        };
+        let rate = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1} GB/s", r / 1e9));
+        let kernels: Vec<String> = c
+            .kernels
+            .iter()
+            .map(|k| {
+                let digits = if k.gflops >= 100.0 { 0 } else { 2 };
+                format!("{} {:.*} GFLOPS at {}³", k.kernel, digits, k.gflops, k.size)
+            })
+            .collect();
+        println!(
+            "calibration of {} {}: call {:.0} µs, up {}, down {}, {}",
+            info.backend,
+            info.name,
+            c.fixed_seconds * 1e6,
+            rate(c.upload_bytes_per_second),
+            rate(c.download_bytes_per_second),
+            kernels.join(", ")
+        );
+    }
 }
