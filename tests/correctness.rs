@@ -129,3 +129,32 @@ fn the_checker_catches_wrong_unwritten_and_padding_writes() {
     );
     assert!(padded.contains(&true) && padded.contains(&false));
 }
+
+/// Host copies of two million elements or more are split over threads (the upload staging and the
+/// read-back): operands that large, on both GPU APIs, each call after a larger one (staging
+/// buffers reused) and with packed C (the parallel read-back) and padded C (row by row).
+#[test]
+fn large_host_copies_split_over_threads_stay_exact() {
+    use tilegemm::verify::VerifyCase;
+    use tilegemm::Shape;
+    let mut failures = Vec::new();
+    let backends: Vec<_> = wgpu_backends().into_iter().chain(ocl_backends()).collect();
+    for backend in &backends {
+        // A of 2.1 M elements; then C of 2.1 M; then B of 2.1 M; then all small again.
+        for (m, n, k) in [(8200, 8, 256), (8200, 256, 8), (8, 8200, 256), (33, 17, 9)] {
+            for (ld_pad, beta) in [(0, 0.0), (3, 2.0)] {
+                let case = VerifyCase {
+                    ld_pad,
+                    alpha: 0.5,
+                    beta,
+                    ..VerifyCase::new(Shape::new(m, n, k))
+                };
+                let report = verify(backend.as_ref(), "tile16", &case);
+                if !report.pass {
+                    failures.push(format!("{report:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
