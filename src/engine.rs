@@ -2,7 +2,8 @@
 //! ranking, the guard that validates and disables kernels, and the telemetry of what ran — put
 //! together behind `gemm`, `gemm_on` and `matmul`.
 
-use crate::backend::{discover, Backend, WgpuBackend};
+use crate::backend::resident::check_on;
+use crate::backend::{discover, Backend, DeviceMatrix, WgpuBackend};
 use crate::device::{BackendKind, Unavailable};
 use crate::error::{Blame, Error, Result};
 use crate::problem::{GemmProblem, Shape, Transpose};
@@ -102,7 +103,6 @@ impl Engine {
 
     /// An engine over the given backends (e.g. one of your own [`Backend`] implementations),
     /// with `options`' policy, selector data, calibration and on-line tuning; `options.backends` is not used.
-    /// The device-resident API stays with the [`WgpuBackend`] values you hold.
     pub fn with_backends(backends: Vec<Arc<dyn Backend>>, options: EngineOptions) -> Self {
         let selector = Arc::new(Selector::from_sources(
             &backends,
@@ -176,7 +176,7 @@ impl Engine {
         self.selector.devices()
     }
 
-    /// The wgpu devices, typed, for the device-resident API ([`WgpuBackend::upload`] and friends).
+    /// The wgpu devices, typed (e.g. to register a kernel of your own).
     pub fn wgpu_devices(&self) -> &[Arc<WgpuBackend>] {
         &self.wgpu_devices
     }
@@ -269,23 +269,63 @@ impl Engine {
             if let Some(first) = explored {
                 self.explorer.forget(&selection, first);
             }
-            let disable = match error.blame() {
-                Blame::Caller => return Err(error),
-                Blame::Problem => false,
-                Blame::Kernel => true,
-            };
-            if disable {
-                self.guard.disable(choice, problem, &error);
-            }
-            self.record_fallback(choice, problem, &error, disable);
-            first_failure.get_or_insert(error);
+            first_failure.get_or_insert(self.fall_back(choice, problem, error)?);
         }
-        Err(first_failure.unwrap_or_else(|| {
-            Error::NotFound(format!(
-                "every candidate for {} under {target} was disabled after failing (see the telemetry)",
-                Shape::new(problem.m, problem.n, problem.k),
-            ))
-        }))
+        Err(first_failure.unwrap_or_else(|| all_disabled(problem, &target.to_string())))
+    }
+
+    /// `C ← α·op(A)·op(B) + β·C` on matrices resident on one device, queued without waiting
+    /// ([`DeviceMatrix::download`] waits). The device's kernels are ranked by kernel time
+    /// ([`Selector::select_resident`]), ordered by the policy, validated on first use and rolled
+    /// back on failure as in [`Engine::gemm_on`], within the device that holds the data. Matrices
+    /// of different devices are an `Error::Buffer`; C is untouched on error.
+    pub fn gemm_resident(
+        &self,
+        problem: &GemmProblem,
+        a: &DeviceMatrix,
+        b: &DeviceMatrix,
+        c: &mut DeviceMatrix,
+    ) -> Result<Choice> {
+        let device = a.device().clone();
+        check_on(Arc::as_ptr(&device).cast(), &device.info().name, &[b, &*c])?;
+        problem.check_lengths(a.len(), b.len(), c.len())?;
+        let selection = self.selector.select_resident(&device, problem)?;
+        let policy = self.policy.get();
+        let (_, order) = self.policy.place(&policy, &selection.order);
+        let mut first_failure = None;
+        for choice in order {
+            if self.guard.is_disabled(choice, problem) {
+                continue;
+            }
+            let outcome = self.guard.validate_once(choice, problem).and_then(|()| {
+                choice
+                    .backend
+                    .gemm_resident(&choice.kernel, problem, a, b, c)
+            });
+            match outcome {
+                Ok(()) => return Ok(choice.clone()),
+                Err(error) => {
+                    first_failure.get_or_insert(self.fall_back(choice, problem, error)?);
+                }
+            }
+        }
+        Err(first_failure.unwrap_or_else(|| all_disabled(problem, &device.info().name)))
+    }
+
+    /// A failed attempt of `choice`: the caller's fault is returned as `Err` (nothing else would
+    /// do better); otherwise the kernel is disabled when it is to blame, the fallback recorded,
+    /// and the error handed back to try the next candidate.
+    fn fall_back(&self, choice: &Choice, problem: &GemmProblem, error: Error) -> Result<Error> {
+        let disable = match error.blame() {
+            Blame::Caller => return Err(error),
+            Blame::Problem => false,
+            Blame::Kernel => true,
+        };
+        if disable {
+            self.guard.disable(choice, problem, &error);
+        }
+        self.record_fallback(choice, problem, &error, disable);
+        Ok(error)
     }
 
     /// Feeds a tracked call to on-line tuning; once its bucket settles, the winner becomes the
@@ -431,4 +471,12 @@ fn host_layout(view: ArrayView2<'_, f32>) -> (Cow<'_, [f32]>, Transpose, usize) 
     }
     let owned: Vec<f32> = view.iter().copied().collect();
     (owned.into(), Transpose::No, cols.max(1))
+}
+
+/// The error when every candidate of `problem` on `on` was skipped as disabled.
+fn all_disabled(problem: &GemmProblem, on: &str) -> Error {
+    Error::NotFound(format!(
+        "every candidate for {} on {on} was disabled after failing (see the telemetry)",
+        Shape::new(problem.m, problem.n, problem.k),
+    ))
 }

@@ -4,12 +4,16 @@
 mod common;
 
 use common::engine;
+use common::scripted::ScriptedGpu;
 use ndarray::{s, Array2};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use std::sync::Arc;
 use tilegemm::reference::{max_relative_error, reference_gemm};
+use tilegemm::select::calibration::CalibrationMode;
 use tilegemm::verify::fill_random;
 use tilegemm::{Backend, Engine, Error, GemmProblem, Target, Transpose};
+use tilegemm::{BackendKind, DeviceMatrix, EngineOptions};
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut v = vec![0.0; len];
@@ -17,8 +21,15 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
     v
 }
 
+/// Every device of the host: the CPU, and the wgpu and OpenCL devices the environment requires.
+fn every_device() -> Vec<Arc<dyn Backend>> {
+    common::wgpu_backends(); // fail here when a device is required and missing
+    common::ocl_backends();
+    engine().backends().to_vec()
+}
+
 #[test]
-fn many_resident_gemms_then_one_readback() {
+fn many_resident_gemms_then_one_readback_on_every_backend() {
     let (m, n, k) = (67, 45, 33);
     let a = random(m * k, 1);
     let b = random(k * n, 2);
@@ -30,69 +41,126 @@ fn many_resident_gemms_then_one_readback() {
         let r = reference_gemm(&p, &a, &b, &expected).unwrap();
         expected = r.iter().map(|&x| x as f32).collect();
     }
-    common::wgpu_backends(); // fails here when a device is required and missing
-    for device in engine().wgpu_devices() {
-        for kernel in ["tile16", "tile20", "tile24"] {
-            let a_dev = device.upload(&a).unwrap();
-            let b_dev = device.upload(&b).unwrap();
-            let mut c_dev = device.upload(&c0).unwrap();
+    let exact: Vec<f64> = expected.iter().map(|&x| x as f64).collect();
+    let devices = every_device();
+    let kinds: Vec<_> = devices.iter().map(|d| d.info().backend).collect();
+    assert!(kinds.contains(&BackendKind::Cpu));
+    for device in &devices {
+        let a_dev = DeviceMatrix::upload(device, &a).unwrap();
+        let b_dev = DeviceMatrix::upload(device, &b).unwrap();
+        // Through the engine: the device's kernels ranked by kernel time, policy, rollback.
+        let mut c_dev = DeviceMatrix::upload(device, &c0).unwrap();
+        for _ in 0..3 {
+            let ran = engine()
+                .gemm_resident(&p, &a_dev, &b_dev, &mut c_dev)
+                .unwrap();
+            assert!(
+                ran.backend.info().key == device.info().key,
+                "stays on the device"
+            );
+        }
+        let err = max_relative_error(&p, &c_dev.download().unwrap(), &exact);
+        assert!(err < 1e-5, "{}: {err}", device.info().name);
+
+        // Each kernel named on the backend, and Bᵀ·Aᵀ = (A·B)ᵀ from the same resident buffers
+        // into a fresh zeroed one.
+        for kernel in device.kernels().iter().take(4) {
+            let mut c_dev = DeviceMatrix::upload(device, &c0).unwrap();
             for _ in 0..3 {
                 device
                     .gemm_resident(kernel, &p, &a_dev, &b_dev, &mut c_dev)
                     .unwrap();
             }
-            let c = device.download(&c_dev).unwrap();
-            let exact: Vec<f64> = expected.iter().map(|&x| x as f64).collect();
-            let err = max_relative_error(&p, &c, &exact);
-            assert!(err < 1e-5, "{kernel}: {err}");
-
-            // Bᵀ·Aᵀ = (A·B)ᵀ from the same resident buffers, into a fresh zeroed buffer.
+            let err = max_relative_error(&p, &c_dev.download().unwrap(), &exact);
+            assert!(err < 1e-5, "{kernel} on {}: {err}", device.info().name);
             let pt = GemmProblem::new(n, m, k).with_transpose(Transpose::Yes, Transpose::Yes);
-            let mut d_dev = device.zeros(n * m).unwrap();
+            let mut d_dev = DeviceMatrix::zeros(device, n * m).unwrap();
             device
                 .gemm_resident(kernel, &pt, &b_dev, &a_dev, &mut d_dev)
                 .unwrap();
-            let d = device.download(&d_dev).unwrap();
             let r = reference_gemm(&pt, &b, &a, &vec![0.0; n * m]).unwrap();
             assert!(
-                max_relative_error(&pt, &d, &r) < 1e-5,
-                "{kernel} transposed"
+                max_relative_error(&pt, &d_dev.download().unwrap(), &r) < 1e-5,
+                "{kernel} transposed on {}",
+                device.info().name
             );
         }
     }
 }
 
 #[test]
-fn resident_buffers_are_checked() {
-    let other_engine = Engine::new();
-    assert!(
-        !(common::wgpu_required() && other_engine.wgpu_devices().is_empty()),
-        "a wgpu device is required"
-    );
-    for (device, other) in engine()
-        .wgpu_devices()
-        .iter()
-        .zip(other_engine.wgpu_devices())
-    {
-        let p = GemmProblem::new(4, 4, 4);
-        let a = device.upload(&[1.0; 16]).unwrap();
-        let b = device.upload(&[1.0; 16]).unwrap();
-        let mut short = device.zeros(15).unwrap();
+fn resident_matrices_are_checked_and_c_stays_untouched() {
+    let devices = every_device();
+    let p = GemmProblem::new(4, 4, 4);
+    for device in &devices {
+        assert_eq!(
+            DeviceMatrix::zeros(device, 5).unwrap().download().unwrap(),
+            [0.0; 5]
+        );
+        let a = DeviceMatrix::upload(device, &[1.0; 16]).unwrap();
+        let b = DeviceMatrix::upload(device, &[1.0; 16]).unwrap();
+        let mut short = DeviceMatrix::upload(device, &[7.0; 15]).unwrap();
+        let err = engine().gemm_resident(&p, &a, &b, &mut short).unwrap_err();
+        assert!(matches!(err, Error::LengthMismatch { .. }), "{err}");
+        assert_eq!(short.download().unwrap(), [7.0; 15]);
+        let kernel = &device.kernels()[0];
         let err = device
-            .gemm_resident("tile16", &p, &a, &b, &mut short)
+            .gemm_resident(kernel, &p, &a, &b, &mut short)
             .unwrap_err();
         assert!(matches!(err, Error::LengthMismatch { .. }), "{err}");
-        let mut foreign = other.zeros(16).unwrap();
-        let err = device
-            .gemm_resident("tile16", &p, &a, &b, &mut foreign)
-            .unwrap_err();
-        assert!(matches!(err, Error::Buffer(_)), "{err}");
-        let too_big = device.capabilities().max_buffer_bytes as usize / 4 + 1;
-        assert!(matches!(
-            device.zeros(too_big),
-            Err(Error::DeviceLimit { .. })
-        ));
+        // A matrix of another device, through the engine and through the backend itself.
+        for other in devices.iter().filter(|o| o.info().key != device.info().key) {
+            let mut foreign = DeviceMatrix::upload(other, &[7.0; 16]).unwrap();
+            let err = engine()
+                .gemm_resident(&p, &a, &b, &mut foreign)
+                .unwrap_err();
+            assert!(matches!(err, Error::Buffer(_)), "{err}");
+            let err = device
+                .gemm_resident(kernel, &p, &a, &b, &mut foreign)
+                .unwrap_err();
+            assert!(matches!(err, Error::Buffer(_)), "{err}");
+            assert_eq!(foreign.download().unwrap(), [7.0; 16]);
+        }
+        if device.info().backend != BackendKind::Cpu {
+            let too_big = device.capabilities().max_buffer_bytes as usize / 4 + 1;
+            assert!(matches!(
+                DeviceMatrix::zeros(device, too_big),
+                Err(Error::DeviceLimit { .. })
+            ));
+        }
     }
+}
+
+/// A kernel that fails on resident data is disabled and the call rolls back to the device's next
+/// kernel: the data stays where it is and the result is right.
+#[test]
+fn a_failing_kernel_on_resident_data_rolls_back_on_the_same_device() {
+    let gpu: Arc<dyn Backend> = Arc::new(ScriptedGpu::offering(&["broken", "good"]));
+    let engine = Engine::with_backends(
+        vec![common::cpu_backend(), gpu.clone()],
+        EngineOptions {
+            policy: "fixed:broken".parse().unwrap(),
+            selector_data: Vec::new(),
+            calibration: CalibrationMode::Off,
+            record_dir: None,
+            ..EngineOptions::default()
+        },
+    );
+    let (m, n, k) = (9, 7, 5);
+    let (a, b) = (random(m * k, 11), random(k * n, 12));
+    let p = GemmProblem::new(m, n, k);
+    let a_dev = DeviceMatrix::upload(&gpu, &a).unwrap();
+    let b_dev = DeviceMatrix::upload(&gpu, &b).unwrap();
+    let mut c_dev = DeviceMatrix::upload(&gpu, &vec![f32::NAN; m * n]).unwrap();
+    let ran = engine
+        .gemm_resident(&p, &a_dev, &b_dev, &mut c_dev)
+        .unwrap();
+    assert_eq!(ran.kernel, "good");
+    assert!(ran.backend.info().key == gpu.info().key);
+    let want = reference_gemm(&p, &a, &b, &vec![0.0; m * n]).unwrap();
+    assert!(max_relative_error(&p, &c_dev.download().unwrap(), &want) < 1e-5);
+    assert_eq!(engine.disabled().len(), 1, "{:?}", engine.disabled());
+    assert_eq!(engine.telemetry().fallbacks_total, 1);
 }
 
 #[test]

@@ -6,11 +6,13 @@
 //! (kernel, transposes), the three host-path buffers kept and grown on demand, the limit checks, and
 //! the row-by-row copy-back that leaves C's padding between rows untouched.
 
+use super::resident::{check_on, DeviceMatrix};
 use super::Backend;
 use crate::device::{Capabilities, DeviceInfo};
 use crate::error::{Error, Operand, Result};
 use crate::kernel::{catalogue, KernelSpec};
 use crate::problem::{Extents, GemmProblem, Transpose};
+use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock};
@@ -19,7 +21,7 @@ use std::time::Duration;
 /// What one GPU API provides to run a catalogue kernel. Implemented by `wgpu` and `ocl`.
 pub trait GpuRuntime: Send + Sync + 'static {
     /// Device memory holding f32 elements.
-    type Buffer: Send;
+    type Buffer: Send + Sync + 'static;
     /// A kernel built for one (spec, transposes), ready to launch.
     type Program: Clone + Send + Sync;
     /// What [`GpuRuntime::kernel_seconds`] needs to time a launch.
@@ -119,6 +121,9 @@ pub(crate) fn copy_parallel(dst: &mut [f32], src: &[f32]) {
         }
     });
 }
+
+/// How long a read-back of resident data may wait for the GEMMs queued before it.
+const RESIDENT_READ_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long to wait for one GEMM: generous for a device doing a mere 1 GFLOPS.
 fn timeout_for(problem: &GemmProblem) -> Duration {
@@ -378,5 +383,72 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         c: &mut [f32],
     ) -> Result<Option<f64>> {
         self.run_host(kernel, problem, a, b, c, true)
+    }
+
+    /// A buffer in device memory, written from `data` (or zeros: OpenCL does not clear new buffers).
+    fn allocate_resident(
+        &self,
+        len: usize,
+        data: Option<&[f32]>,
+    ) -> Result<Box<dyn Any + Send + Sync>> {
+        let bytes = padded_bytes(len);
+        let available = self.runtime.capabilities().max_buffer_bytes;
+        if bytes > available {
+            return Err(Error::DeviceLimit {
+                device: self.runtime.info().name.clone(),
+                limit: "max_buffer_size (bytes)",
+                required: bytes,
+                available,
+            });
+        }
+        let mut buffer = self.runtime.allocate(bytes, "a resident matrix")?;
+        let zeros;
+        let data = match data {
+            Some(data) => data,
+            None => {
+                zeros = vec![0.0f32; len];
+                &zeros
+            }
+        };
+        if !data.is_empty() {
+            self.runtime.write(&mut buffer, data)?;
+        }
+        Ok(Box::new(buffer))
+    }
+
+    fn gemm_resident(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &DeviceMatrix,
+        b: &DeviceMatrix,
+        c: &mut DeviceMatrix,
+    ) -> Result<()> {
+        check_on((self as *const Self).cast(), &self.info().name, &[a, b, c])?;
+        let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
+        let spec = self.kernel(kernel)?;
+        self.check_limits(&spec, problem, &extents)?;
+        if problem.is_empty() {
+            return Ok(());
+        }
+        let program = self.program(&spec, problem.trans_a, problem.trans_b)?;
+        let (a, b) = (a.storage::<R::Buffer>()?, b.storage::<R::Buffer>()?);
+        let c = c.storage_mut::<R::Buffer>()?;
+        self.runtime
+            .launch(&program, &spec, problem, &extents, [a, b, &*c], false)?;
+        Ok(())
+    }
+
+    fn read_resident(&self, matrix: &DeviceMatrix, out: &mut [f32]) -> Result<()> {
+        check_on((self as *const Self).cast(), &self.info().name, &[matrix])?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let buffer = matrix.storage::<R::Buffer>()?;
+        let elements = out.len();
+        self.runtime
+            .read(buffer, elements, RESIDENT_READ_TIMEOUT, &mut |data| {
+                copy_parallel(out, &data[..elements])
+            })
     }
 }

@@ -1,24 +1,28 @@
 //! The [`Backend`] trait — one device of one GPU API (or the CPU) — and the discovery of this host's
 //! devices.
 //!
-//! `cpu` is the native CPU GEMM; `gpu` is the host-slice GPU path written once over a small
-//! [`gpu::GpuRuntime`] trait, which `wgpu` and `ocl` implement. A new backend is its folder plus one
-//! line in [`discover`].
+//! `cpu` is the native CPU GEMM; `gpu` is the GPU path written once over a small
+//! [`gpu::GpuRuntime`] trait, which `wgpu` and `ocl` implement; `resident` the matrices kept on a
+//! device. A new backend is its folder plus one line in [`discover`].
 
 pub mod cpu;
 pub mod gpu;
 #[cfg(feature = "ocl")]
 pub mod ocl;
+pub mod resident;
 pub mod wgpu;
 
 pub use gpu::{GpuBackend, GpuRuntime};
 #[cfg(feature = "ocl")]
 pub use ocl::OclBackend;
-pub use wgpu::{DeviceMatrix, WgpuBackend};
+pub use resident::DeviceMatrix;
+pub use wgpu::WgpuBackend;
 
 use crate::device::{BackendKind, Capabilities, DeviceInfo, Unavailable};
 use crate::error::Result;
 use crate::problem::GemmProblem;
+use resident::{check_on, host_storage, HostStorage};
+use std::any::Any;
 use std::sync::Arc;
 
 /// One device of one API that can run GEMMs. Implementations are cheap to share across threads.
@@ -64,6 +68,41 @@ pub trait Backend: Send + Sync {
         c: &mut [f32],
     ) -> Result<Option<f64>> {
         self.gemm(kernel, problem, a, b, c).map(|()| None)
+    }
+
+    /// Storage for a [`DeviceMatrix`] of `len` floats on this device, holding `data` (zeros when
+    /// `None`). By default host memory, which the default [`Backend::gemm_resident`] runs
+    /// [`Backend::gemm`] on: every backend offers the resident API, GPU backends in device memory.
+    fn allocate_resident(
+        &self,
+        len: usize,
+        data: Option<&[f32]>,
+    ) -> Result<Box<dyn Any + Send + Sync>> {
+        host_storage(&self.info().name, len, data)
+    }
+
+    /// Queues `C ← α·op(A)·op(B) + β·C` with `kernel` on matrices this device holds, without
+    /// waiting (a matrix of another device is an `Error::Buffer`; C is untouched on error).
+    fn gemm_resident(
+        &self,
+        kernel: &str,
+        problem: &GemmProblem,
+        a: &DeviceMatrix,
+        b: &DeviceMatrix,
+        c: &mut DeviceMatrix,
+    ) -> Result<()> {
+        check_on((self as *const Self).cast(), &self.info().name, &[a, b, c])?;
+        let (a, b) = (a.storage::<HostStorage>()?, b.storage::<HostStorage>()?);
+        let c = c.storage_mut::<HostStorage>()?;
+        self.gemm(kernel, problem, &a.0, &b.0, &mut c.0)
+    }
+
+    /// Waits for the work queued on `matrix` and copies its first `out.len()` floats into `out`.
+    fn read_resident(&self, matrix: &DeviceMatrix, out: &mut [f32]) -> Result<()> {
+        check_on((self as *const Self).cast(), &self.info().name, &[matrix])?;
+        let host = matrix.storage::<HostStorage>()?;
+        out.copy_from_slice(&host.0[..out.len()]);
+        Ok(())
     }
 }
 

@@ -86,16 +86,7 @@ impl Calibration {
     /// Predicted end-to-end GFLOPS of `kernel` on `problem`.
     pub fn estimate_gflops(&self, kernel: &str, problem: &GemmProblem) -> Option<f64> {
         let extents = problem.extents().ok()?;
-        let slowest = self
-            .kernels
-            .iter()
-            .map(|k| k.gflops)
-            .min_by(f64::total_cmp)?;
-        let gflops = self
-            .kernels
-            .iter()
-            .find(|k| k.kernel == kernel)
-            .map_or(slowest, |k| k.gflops);
+        let gflops = self.kernel_gflops(kernel)?;
         let up_elements = extents.a + extents.b + if problem.beta != 0.0 { extents.c } else { 0 };
         let copy =
             |elements: usize, rate: Option<f64>| rate.map_or(0.0, |r| 4.0 * elements as f64 / r);
@@ -104,6 +95,22 @@ impl Calibration {
             + copy(extents.c, self.download_bytes_per_second)
             + problem.flops() / (gflops * 1e9);
         Some(problem.flops().max(1.0) / seconds / 1e9)
+    }
+
+    /// The calibrated kernel GFLOPS of `kernel`; a kernel not calibrated gets the device's slowest
+    /// calibrated rate (it never wins on a guess). None without any rate.
+    pub fn kernel_gflops(&self, kernel: &str) -> Option<f64> {
+        let slowest = self
+            .kernels
+            .iter()
+            .map(|k| k.gflops)
+            .min_by(f64::total_cmp)?;
+        Some(
+            self.kernels
+                .iter()
+                .find(|k| k.kernel == kernel)
+                .map_or(slowest, |k| k.gflops),
+        )
     }
 
     /// The fastest calibrated kernel rate, GFLOPS: how fast the device computes.

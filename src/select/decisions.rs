@@ -24,6 +24,8 @@ pub struct DecisionKey {
     transposes: (Transpose, Transpose),
     aligned: bool,
     target: Target,
+    /// The device key of a GEMM on resident matrices (ranked by kernel time, on that device only).
+    resident: Option<String>,
 }
 
 /// The bucket of one size: quarter octaves, 0 for 0.
@@ -47,6 +49,15 @@ impl DecisionKey {
                 .iter()
                 .all(|ld| ld % 4 == 0),
             target: target.clone(),
+            resident: None,
+        }
+    }
+
+    /// The key of `problem` on matrices resident on the device `device_key`.
+    pub fn resident(problem: &GemmProblem, device_key: &str, exact: bool) -> Self {
+        DecisionKey {
+            resident: Some(device_key.to_string()),
+            ..Self::new(problem, &Target::default(), exact)
         }
     }
 }

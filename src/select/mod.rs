@@ -94,6 +94,25 @@ pub struct Selection {
     pub key: DecisionKey,
 }
 
+impl Selection {
+    /// The selection of candidates ranked best first (the sort is the caller's), answering for
+    /// `key`. `ranked` is not empty.
+    fn of_ranked(mut ranked: Vec<(Choice, Candidate)>, key: DecisionKey) -> Self {
+        // Stable: candidates without a number keep their order, after those with one.
+        let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
+        ranked.sort_by(|(_, a), (_, b)| score(b).total_cmp(&score(a)));
+        let (order, candidates): (Vec<Choice>, Vec<Candidate>) = ranked.into_iter().unzip();
+        Selection {
+            chosen: candidates[0].clone(),
+            source: candidates[0].source,
+            runner_up: candidates.get(1).cloned(),
+            candidates,
+            order,
+            key,
+        }
+    }
+}
+
 /// One device's calibration, made once.
 type CalibrationCell = Arc<std::sync::OnceLock<Option<Arc<Calibration>>>>;
 
@@ -418,6 +437,65 @@ impl Selector {
         }
     }
 
+    /// The ranking of `device`'s kernels for `problem` on matrices it holds: by kernel time, since
+    /// nothing is copied — the kernel GFLOPS measured at this shape on this device, else its
+    /// calibrated kernel rate, else the prior's order. Cached per shape bucket like
+    /// [`Selector::select_cached`].
+    pub fn select_resident(
+        &self,
+        device: &Arc<dyn Backend>,
+        problem: &GemmProblem,
+    ) -> Result<Arc<Selection>> {
+        let info = device.info();
+        let exact = self
+            .measured_shapes
+            .contains(&(problem.m, problem.n, problem.k));
+        let key = DecisionKey::resident(problem, &info.key, exact);
+        if let Some(found) = self.lock_decisions().get(&key) {
+            return Ok(found);
+        }
+        let devices = [device.clone()];
+        let target = Target::default();
+        let prior = prior_order(&devices, &target, problem);
+        if prior.is_empty() {
+            return Err(why_no_candidate(&devices, &target, problem));
+        }
+        let shape = Shape::new(problem.m, problem.n, problem.k);
+        let database = self.databases.get(&info.key);
+        let calibration = self.calibration(device.as_ref());
+        let flops = problem.flops().max(1.0);
+        let ranked: Vec<(Choice, Candidate)> = prior
+            .into_iter()
+            .map(|choice| {
+                let measured = database
+                    .and_then(|db| db.lookup(shape, &choice.kernel))
+                    .map(|row| row.gflops);
+                let calibrated = || {
+                    let c = calibration.as_ref()?;
+                    let seconds =
+                        c.fixed_seconds + flops / (c.kernel_gflops(&choice.kernel)? * 1e9);
+                    Some(flops / seconds / 1e9)
+                };
+                let (predicted_gflops, source) = match measured {
+                    Some(gflops) => (Some(gflops), Source::Database),
+                    None => (calibrated(), Source::Prior),
+                };
+                let candidate = Candidate {
+                    backend: info.backend.to_string(),
+                    api: info.api.clone(),
+                    device: info.name.clone(),
+                    kernel: choice.kernel.clone(),
+                    predicted_gflops,
+                    source,
+                };
+                (choice, candidate)
+            })
+            .collect();
+        let selection = Arc::new(Selection::of_ranked(ranked, key.clone()));
+        self.lock_decisions().insert(key, selection.clone());
+        Ok(selection)
+    }
+
     /// Ranks every candidate for `problem` by its estimated end-to-end GFLOPS, each estimate from
     /// the best source for that candidate (measured → model → calibrated prior): a measured
     /// candidate never wins only because its rivals are unmeasured. Candidates with no estimate
@@ -435,18 +513,7 @@ impl Selector {
             })
             .collect();
         self.correct_by_measurements(&mut ranked, problem);
-        // Stable: candidates without a number keep the prior's order, after those with one.
-        let score = |c: &Candidate| c.predicted_gflops.unwrap_or(f64::NEG_INFINITY);
-        ranked.sort_by(|(_, a), (_, b)| score(b).total_cmp(&score(a)));
-        let (order, candidates): (Vec<Choice>, Vec<Candidate>) = ranked.into_iter().unzip();
-        Ok(Selection {
-            chosen: candidates[0].clone(),
-            source: candidates[0].source,
-            runner_up: candidates.get(1).cloned(),
-            candidates,
-            order,
-            key: self.key(target, problem),
-        })
+        Ok(Selection::of_ranked(ranked, self.key(target, problem)))
     }
 }
 

@@ -2,21 +2,16 @@
 //! where a host has no GPU.
 //!
 //! One [`WgpuBackend`] per adapter, opened with the adapter's own limits; [`WgpuRuntime`] is what
-//! wgpu contributes to the shared GPU path ([`crate::backend::gpu`]), and `resident` adds matrices
-//! kept on the device. Shader modules are created without wgpu's runtime bounds checks (2.5–50× on
-//! NVIDIA, DESIGN.md): every kernel guards its own accesses, and the odd-shape tests prove those
-//! guards.
-
-mod resident;
-
-pub use resident::DeviceMatrix;
+//! wgpu contributes to the shared GPU path ([`crate::backend::gpu`]), resident matrices included.
+//! Shader modules are created without wgpu's runtime bounds checks (2.5–50× on NVIDIA, DESIGN.md):
+//! every kernel guards its own accesses, and the odd-shape tests prove those guards.
 
 use super::gpu::{copy_chunk, padded_bytes, GpuBackend, GpuRuntime, PARALLEL_COPY_ELEMENTS};
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
 use crate::kernel::{KernelSpec, Params};
 use crate::problem::{Extents, GemmProblem, Transpose};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,9 +20,6 @@ pub type WgpuBackend = GpuBackend<WgpuRuntime>;
 
 /// How long a finished mapping may take to reach its callback through another thread's poll.
 const MAPPING_GRACE: Duration = Duration::from_secs(10);
-
-/// Source of the ids that tie a [`DeviceMatrix`] to the device that holds it.
-static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Opens every wgpu adapter of this host. `WGPU_BACKEND` (e.g. `vulkan`) restricts the APIs tried;
 /// by default the primary ones (Vulkan, Metal, DX12). Err carries why no device could be opened.
@@ -67,7 +59,6 @@ pub struct WgpuRuntime {
     capabilities: Capabilities,
     device: wgpu::Device,
     queue: wgpu::Queue,
-    id: u64,
     bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     /// The uniform buffer of `Params`; locked from its write to the submission that reads it.
@@ -287,7 +278,6 @@ impl WgpuRuntime {
             capabilities,
             device,
             queue,
-            id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed),
             bind_group_layout,
             pipeline_layout,
             params: Mutex::new(params),
