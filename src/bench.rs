@@ -6,13 +6,14 @@
 //! alone. Reported: medians, min and max of both. GFLOPS = 2·M·N·K / time. Inputs are random in
 //! [−1, 1], never zeros.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, DeviceMatrix};
 use crate::error::Result;
 use crate::problem::GemmProblem;
 use crate::verify::fill_random;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How much to measure.
@@ -26,6 +27,9 @@ pub struct BenchConfig {
     pub min_reps: usize,
     /// Stop adding repetitions once this many seconds were spent timing.
     pub budget_seconds: f64,
+    /// GEMMs of a resident chain timed after the host-slice repetitions (0: none): queued on
+    /// matrices uploaded once, with one read-back at the end ([`Measurement::resident_gflops`]).
+    pub resident_chain: usize,
 }
 
 impl Default for BenchConfig {
@@ -35,6 +39,7 @@ impl Default for BenchConfig {
             reps: 10,
             min_reps: 3,
             budget_seconds: 3.0,
+            resident_chain: 0,
         }
     }
 }
@@ -79,6 +84,10 @@ pub struct Measurement {
     pub reps: usize,
     /// Whether `kernel_seconds` came from the device's own clock.
     pub device_timed: bool,
+    /// GFLOPS of a chain of GEMMs on resident matrices, its one read-back included
+    /// ([`BenchConfig::resident_chain`]); None when not measured.
+    #[serde(default)]
+    pub resident_gflops: Option<f64>,
 }
 
 /// Random operands for `problem` (C preloaded too, so β ≠ 0 reads real numbers).
@@ -175,7 +184,31 @@ pub fn measure(
         e2e_gflops: flops / e2e_seconds / 1e9,
         reps: e2e_times.len(),
         device_timed,
+        resident_gflops: None,
     })
+}
+
+/// GFLOPS of a chain of `chain` GEMMs of `problem` with `kernel` on matrices resident on
+/// `device`: every GEMM queued, then one read-back of C, which is timed with them. One untimed
+/// GEMM first (allocation, the pipeline's first use).
+pub fn measure_resident_chain(
+    device: &Arc<dyn Backend>,
+    kernel: &str,
+    problem: &GemmProblem,
+    operands: &Operands,
+    chain: usize,
+) -> Result<f64> {
+    let a = DeviceMatrix::upload(device, &operands.a)?;
+    let b = DeviceMatrix::upload(device, &operands.b)?;
+    let mut c = DeviceMatrix::upload(device, &operands.c)?;
+    device.gemm_resident(kernel, problem, &a, &b, &mut c)?;
+    device.read_resident(&c, &mut [0.0; 1][..c.len().min(1)])?;
+    let started = Instant::now();
+    for _ in 0..chain {
+        device.gemm_resident(kernel, problem, &a, &b, &mut c)?;
+    }
+    c.download()?;
+    Ok(chain as f64 * problem.flops() / started.elapsed().as_secs_f64() / 1e9)
 }
 
 #[cfg(test)]

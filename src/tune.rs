@@ -25,7 +25,7 @@
 //! # Ok::<(), tilegemm::Error>(())
 //! ```
 
-use crate::bench::{measure, BenchConfig, Measurement, Operands};
+use crate::bench::{measure, measure_resident_chain, BenchConfig, Measurement, Operands};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::problem::Shape;
@@ -175,6 +175,18 @@ pub fn measure_shapes(
                 &mut operands,
                 config,
             );
+            let measured = measured.and_then(|mut m| {
+                if config.resident_chain > 0 {
+                    m.resident_gflops = Some(measure_resident_chain(
+                        &choice.backend,
+                        &choice.kernel,
+                        &problem,
+                        &operands,
+                        config.resident_chain,
+                    )?);
+                }
+                Ok(m)
+            });
             match measured {
                 Ok(m) => {
                     on_event(PlanEvent::Measured(&m));
@@ -421,6 +433,7 @@ mod tests {
                 reps: 1,
                 min_reps: 1,
                 budget_seconds: 0.0,
+                resident_chain: 0,
             },
             budget: None,
             train,

@@ -14,6 +14,7 @@ fn measurements_are_consistent_for_every_backend() {
         reps: 4,
         min_reps: 3,
         budget_seconds: 5.0,
+        resident_chain: 0,
     };
     let mut backends = vec![cpu_backend()];
     backends.extend(wgpu_backends());
@@ -45,6 +46,54 @@ fn measurements_are_consistent_for_every_backend() {
                 "{name}: {m:?}"
             );
         }
+        assert_eq!(m.resident_gflops, None, "measured only when asked for");
+    }
+}
+
+/// A resident chain reports a throughput on every backend (its results are checked in
+/// tests/resident.rs); `tune::measure_shapes` adds it to each measurement when asked.
+#[test]
+fn resident_chains_are_measured_on_every_backend() {
+    use tilegemm::bench::measure_resident_chain;
+    use tilegemm::tune::measure_shapes;
+    let problem = GemmProblem::new(40, 24, 16);
+    let config = BenchConfig {
+        warmup: 0,
+        reps: 1,
+        min_reps: 1,
+        budget_seconds: 0.0,
+        resident_chain: 2,
+    };
+    let mut backends = vec![cpu_backend()];
+    backends.extend(wgpu_backends());
+    backends.extend(ocl_backends());
+    for backend in &backends {
+        let kernel = backend.kernels()[0].clone();
+        let operands = Operands::random(&problem, 3).unwrap();
+        let gflops = measure_resident_chain(backend, &kernel, &problem, &operands, 4).unwrap();
+        assert!(
+            gflops.is_finite() && gflops > 0.0,
+            "{}",
+            backend.info().name
+        );
+    }
+    let engine = common::engine();
+    let target = tilegemm::Target {
+        kernel: Some("tile16".into()),
+        ..Default::default()
+    };
+    let outcome = measure_shapes(
+        engine,
+        &target,
+        &[tilegemm::Shape::new(40, 24, 16)],
+        &config,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(!outcome.measurements.is_empty() || backends.len() == 1);
+    for m in &outcome.measurements {
+        assert!(m.resident_gflops.is_some_and(|g| g > 0.0), "{m:?}");
     }
 }
 
@@ -56,6 +105,7 @@ fn the_time_budget_cuts_repetitions_but_not_below_the_minimum() {
         reps: 1000,
         min_reps: 3,
         budget_seconds: 0.0,
+        resident_chain: 0,
     };
     let mut operands = Operands::random(&problem, 2).unwrap();
     let m = measure(

@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Seconds to wait between shapes (lets the GPU's clocks settle).
     #[arg(long, default_value_t = 0.0)]
     pause: f64,
+    /// Also time a chain of this many GEMMs on resident matrices (queued, one read-back at the
+    /// end) for every pair: a second table, beside the kernel's own throughput.
+    #[arg(long, default_value_t = 0)]
+    chain: usize,
 }
 
 #[derive(Args)]
@@ -68,6 +72,7 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let config = BenchConfig {
         reps: args.reps,
         budget_seconds: args.max_seconds,
+        resident_chain: args.chain,
         ..BenchConfig::default()
     };
     let batches: Vec<&[Shape]> = if args.fresh_engine || args.pause > 0.0 {
@@ -99,6 +104,7 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         failures += outcome.failures.len();
     }
     print_bench_table(&measurements, &reference);
+    print_resident_table(&measurements, args.chain);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&measurements)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -179,6 +185,39 @@ fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint])
         ]);
     }
     println!("{table}");
+}
+
+/// The resident chains beside the kernel's own throughput (nothing without `--chain`).
+fn print_resident_table(measurements: &[Measurement], chain: usize) {
+    let resident: Vec<(&Measurement, f64)> = measurements
+        .iter()
+        .filter_map(|m| Some((m, m.resident_gflops?)))
+        .collect();
+    if resident.is_empty() {
+        return;
+    }
+    let mut rows = table(
+        &[
+            "device",
+            "kernel",
+            "shape",
+            "kernel GFLOPS",
+            &format!("chain of {chain}, GFLOPS"),
+            "% of kernel",
+        ],
+        3,
+    );
+    for (m, gflops) in resident {
+        rows.add_row(vec![
+            m.device.clone(),
+            m.kernel.clone(),
+            format!("{}x{}x{}", m.m, m.n, m.k),
+            format!("{:.1}", m.gflops),
+            format!("{gflops:.1}"),
+            format!("{:.1}", 100.0 * gflops / m.gflops),
+        ]);
+    }
+    println!("{rows}");
 }
 
 /// "SGEMM throughput, every backend of this host (wgpu on GPU, …)".

@@ -136,5 +136,6 @@ pub fn measurement(
         e2e_gflops,
         reps: 3,
         device_timed: false,
+        resident_gflops: None,
     }
 }
