@@ -61,8 +61,9 @@ pub struct WgpuRuntime {
     queue: wgpu::Queue,
     bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    /// The uniform buffer of `Params`; locked from its write to the submission that reads it.
-    params: Mutex<wgpu::Buffer>,
+    /// The uniform buffer of `Params` and the value last written to it; locked from its write to
+    /// the submission that reads it.
+    params: Mutex<(wgpu::Buffer, Option<Params>)>,
     /// Mappable copy of the last buffer read back, reused and grown on demand.
     readback: Mutex<Option<wgpu::Buffer>>,
     /// Host-visible buffers that stage uploads, kept mapped between calls ([`UPLOAD_BUFFERS`]).
@@ -280,7 +281,7 @@ impl WgpuRuntime {
             queue,
             bind_group_layout,
             pipeline_layout,
-            params: Mutex::new(params),
+            params: Mutex::new((params, None)),
             readback: Mutex::new(None),
             uploads: Mutex::new(Vec::new()),
             timestamps,
@@ -555,9 +556,16 @@ impl GpuRuntime for WgpuRuntime {
         timed: bool,
     ) -> Result<bool> {
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
-        let params = self.params.lock().unwrap_or_else(|e| e.into_inner());
-        self.queue
-            .write_buffer(&params, 0, bytemuck::bytes_of(&Params::of(problem)));
+        let mut guard = self.params.lock().unwrap_or_else(|e| e.into_inner());
+        let (params, written) = &mut *guard;
+        // A chain of GEMMs of one shape reuses the uniform as it is: `write_buffer` stages every
+        // write through a fresh allocation.
+        let wanted = Params::of(problem);
+        if *written != Some(wanted) {
+            self.queue
+                .write_buffer(params, 0, bytemuck::bytes_of(&wanted));
+            *written = Some(wanted);
+        }
         let [a, b, c] = buffers;
         let encoder = self.scoped("recording the GEMM", 0, || {
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -567,7 +575,7 @@ impl GpuRuntime for WgpuRuntime {
                     bind(0, a, padded_bytes(extents.a)),
                     bind(1, b, padded_bytes(extents.b)),
                     bind(2, c, padded_bytes(extents.c)),
-                    bind(3, &params, std::mem::size_of::<Params>() as u64),
+                    bind(3, params, std::mem::size_of::<Params>() as u64),
                 ],
             });
             let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
