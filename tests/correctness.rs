@@ -158,3 +158,53 @@ fn large_host_copies_split_over_threads_stay_exact() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A problem whose operands exceed the device's binding size (128 MiB on lavapipe) runs as
+/// sub-GEMMs — views of the caller's slices — and matches the reference: A over (row panels),
+/// B over (column panels), transposed and padded. (Every cut, K slabs included, is checked
+/// against the reference by `backend::gpu`'s unit tests; a C or K past 128 MiB is too slow for
+/// lavapipe in CI.)
+#[test]
+fn problems_over_the_binding_limit_run_as_sub_gemms() {
+    use tilegemm::reference::{max_relative_error, reference_gemm};
+    use tilegemm::verify::fill_random;
+    use tilegemm::{GemmProblem, Transpose};
+    let cases = [
+        GemmProblem::new(8200, 2, 4100).with_scalars(0.5, 2.0),
+        GemmProblem::new(3, 8200, 4100)
+            .with_transpose(Transpose::Yes, Transpose::Yes)
+            .with_leading_dims(5, 4103, 8201),
+    ];
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(5);
+    for device in wgpu_backends() {
+        let binding = device.capabilities().max_binding_bytes;
+        let mut split = 0;
+        for problem in &cases {
+            let extents = problem.extents().unwrap();
+            let largest = extents.a.max(extents.b).max(extents.c) as u64 * 4;
+            if binding >= largest {
+                continue; // the device binds it whole: nothing to split here
+            }
+            device.check("tile16", problem).unwrap();
+            let mut a = vec![0.0f32; extents.a];
+            let mut b = vec![0.0f32; extents.b];
+            let mut c = vec![0.0f32; extents.c];
+            fill_random(&mut rng, &mut a);
+            fill_random(&mut rng, &mut b);
+            fill_random(&mut rng, &mut c);
+            let want = reference_gemm(problem, &a, &b, &c).unwrap();
+            device.gemm("tile16", problem, &a, &b, &mut c).unwrap();
+            let error = max_relative_error(problem, &c, &want);
+            assert!(
+                error < 1e-5,
+                "{problem:?} on {}: {error}",
+                device.info().name
+            );
+            split += 1;
+        }
+        assert!(
+            split == cases.len() || binding > 1 << 27,
+            "a device binding at most 128 MiB (lavapipe) must split every case"
+        );
+    }
+}

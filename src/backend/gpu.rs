@@ -202,37 +202,15 @@ impl<R: GpuRuntime> GpuBackend<R> {
         Ok(program)
     }
 
-    /// Checks `problem` against the device's limits for `spec`.
+    /// Ok, or the first device limit `problem` exceeds with `spec`.
     pub(crate) fn check_limits(
         &self,
         spec: &KernelSpec,
         problem: &GemmProblem,
         extents: &Extents,
     ) -> Result<()> {
-        let info = self.runtime.info();
+        self.check_unsplittable(spec, problem)?;
         let caps = self.runtime.capabilities();
-        let exceeds = |limit: &'static str, required: u64, available: u64| {
-            if required > available {
-                Err(Error::DeviceLimit {
-                    device: info.name.clone(),
-                    limit,
-                    required,
-                    available,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        exceeds(
-            "threads per workgroup",
-            spec.invocations() as u64,
-            caps.max_workgroup_invocations as u64,
-        )?;
-        exceeds(
-            "workgroup memory (bytes)",
-            spec.workgroup_memory_bytes() as u64,
-            caps.max_workgroup_memory_bytes as u64,
-        )?;
         for (operand, elements) in [
             (Operand::A, extents.a),
             (Operand::B, extents.b),
@@ -244,28 +222,97 @@ impl<R: GpuRuntime> GpuBackend<R> {
                 Operand::C => "max_storage_buffer_binding_size (bytes of C)",
             };
             let bytes = padded_bytes(elements);
-            exceeds(limit, bytes, caps.max_binding_bytes)?;
-            exceeds("max_buffer_size (bytes)", bytes, caps.max_buffer_bytes)?;
-            exceeds("32-bit kernel index (elements)", elements as u64, MAX_INDEX)?;
+            self.exceeds(limit, bytes, caps.max_binding_bytes)?;
+            self.exceeds("max_buffer_size (bytes)", bytes, caps.max_buffer_bytes)?;
+            self.exceeds("32-bit kernel index (elements)", elements as u64, MAX_INDEX)?;
         }
-        let largest = [
-            problem.m,
-            problem.n,
-            problem.k,
-            problem.lda(),
-            problem.ldb(),
-            problem.ldc(),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        exceeds("32-bit kernel index (size)", largest as u64, MAX_INDEX)?;
+        let largest = [problem.m, problem.n, problem.k].into_iter().max();
+        self.exceeds(
+            "32-bit kernel index (size)",
+            largest.unwrap_or(0) as u64,
+            MAX_INDEX,
+        )?;
         let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
-        exceeds(
+        self.exceeds(
             "workgroups per dispatch dimension",
             groups_x.max(groups_y),
             caps.max_workgroups_per_dimension as u64,
         )
+    }
+
+    /// The limits no split of `problem` can bring it under: the kernel's workgroup against the
+    /// device, and leading dimensions within the kernels' 32-bit indices (sub-GEMMs keep them).
+    fn check_unsplittable(&self, spec: &KernelSpec, problem: &GemmProblem) -> Result<()> {
+        let caps = self.runtime.capabilities();
+        self.exceeds(
+            "threads per workgroup",
+            spec.invocations() as u64,
+            caps.max_workgroup_invocations as u64,
+        )?;
+        self.exceeds(
+            "workgroup memory (bytes)",
+            spec.workgroup_memory_bytes() as u64,
+            caps.max_workgroup_memory_bytes as u64,
+        )?;
+        let widest = [problem.lda(), problem.ldb(), problem.ldc()]
+            .into_iter()
+            .max();
+        self.exceeds(
+            "32-bit kernel index (leading dimension)",
+            widest.unwrap_or(0) as u64,
+            MAX_INDEX,
+        )
+    }
+
+    /// `Err(DeviceLimit)` when `required` exceeds `available`.
+    fn exceeds(&self, limit: &'static str, required: u64, available: u64) -> Result<()> {
+        if required > available {
+            Err(Error::DeviceLimit {
+                device: self.runtime.info().name.clone(),
+                limit,
+                required,
+                available,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The host-slice GEMM, split into sub-GEMMs while it exceeds a limit a split can fix (an
+    /// operand over the device's binding or buffer size or the kernels' 32-bit index, a grid over
+    /// the dispatch limit): halves of M (row panels of A and C), of N (column panels of B and C) or
+    /// of K (slabs, the second accumulated onto the first with β = 1). Each part is a view of the
+    /// caller's slices — offsets with the same leading dimensions — so nothing is copied on the
+    /// host. With `timed`, the parts' kernel times are summed.
+    fn run_split(
+        &self,
+        spec: &KernelSpec,
+        problem: &GemmProblem,
+        (a, b, c): (&[f32], &[f32], &mut [f32]),
+        timed: bool,
+    ) -> Result<Option<f64>> {
+        let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
+        self.check_unsplittable(spec, problem)?;
+        let Err(limit) = self.check_limits(spec, problem, &extents) else {
+            return self.run_host(spec, problem, (a, b, c), &extents, timed);
+        };
+        let Some((first, second)) = split(problem, &extents, self.fitting_elements()) else {
+            return Err(limit);
+        };
+        let mut seconds = Some(0.0);
+        for part in [first, second] {
+            let (a, b) = (&a[part.a_offset..], &b[part.b_offset..]);
+            let c = &mut c[part.c_offset..];
+            let ran = self.run_split(spec, &part.problem, (a, b, c), timed)?;
+            seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
+        }
+        Ok(seconds)
+    }
+
+    /// The most elements one operand may span on this device.
+    fn fitting_elements(&self) -> u64 {
+        let caps = self.runtime.capabilities();
+        (caps.max_binding_bytes.min(caps.max_buffer_bytes) / 4).min(MAX_INDEX)
     }
 
     /// A buffer of at least `bytes` in `slot`, reusing the one there when it is large enough.
@@ -285,24 +332,20 @@ impl<R: GpuRuntime> GpuBackend<R> {
         Ok(slot.as_mut().expect("allocated above"))
     }
 
-    /// The host-slice GEMM: upload, launch, read back the valid part of C. With `timed`, also the
-    /// kernel's device time where the device can tell.
+    /// The host-slice GEMM of a problem within the device's limits: upload, launch, read back the
+    /// valid part of C. With `timed`, also the kernel's device time where the device can tell.
     fn run_host(
         &self,
-        kernel: &str,
+        spec: &KernelSpec,
         problem: &GemmProblem,
-        a: &[f32],
-        b: &[f32],
-        c: &mut [f32],
+        (a, b, c): (&[f32], &[f32], &mut [f32]),
+        extents: &Extents,
         timed: bool,
     ) -> Result<Option<f64>> {
-        let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
-        let spec = self.kernel(kernel)?;
-        self.check_limits(&spec, problem, &extents)?;
         if problem.is_empty() {
             return Ok(None);
         }
-        let program = self.program(&spec, problem.trans_a, problem.trans_b)?;
+        let program = self.program(spec, problem.trans_a, problem.trans_b)?;
         let mut slots = self.host_buffers.lock().unwrap_or_else(|e| e.into_inner());
         let [a_slot, b_slot, c_slot] = &mut *slots;
         let a_buffer = self.reuse(a_slot, padded_bytes(extents.a), "A")?;
@@ -321,9 +364,9 @@ impl<R: GpuRuntime> GpuBackend<R> {
         }
         let launch = self.runtime.launch(
             &program,
-            &spec,
+            spec,
             problem,
-            &extents,
+            extents,
             [&*a_buffer, &*b_buffer, &*c_buffer],
             timed,
         )?;
@@ -344,6 +387,79 @@ impl<R: GpuRuntime> GpuBackend<R> {
     }
 }
 
+/// One part of a split GEMM: its problem and where its operands start in the caller's slices.
+struct Part {
+    problem: GemmProblem,
+    a_offset: usize,
+    b_offset: usize,
+    c_offset: usize,
+}
+
+/// `problem` cut in two along a dimension that shrinks what is over `fitting` elements: K when A
+/// and B both are (each slab shrinks both), M for A (else K), N for B (else K), otherwise (C, the
+/// grid, a size over the 32-bit index) the largest of M, N and K. The second K slab adds onto the
+/// first (β = 1). None when no dimension can be halved.
+fn split(problem: &GemmProblem, extents: &Extents, fitting: u64) -> Option<(Part, Part)> {
+    #[derive(PartialEq)]
+    enum Cut {
+        M,
+        N,
+        K,
+    }
+    let over = |elements: usize| elements as u64 > fitting;
+    let (m, n, k) = (problem.m, problem.n, problem.k);
+    let halvable = |cut: &Cut| match cut {
+        Cut::M => m > 1,
+        Cut::N => n > 1,
+        Cut::K => k > 1,
+    };
+    let preferred = match (over(extents.a), over(extents.b)) {
+        (true, true) => vec![Cut::K, Cut::M, Cut::N],
+        (true, false) => vec![Cut::M, Cut::K],
+        (false, true) => vec![Cut::N, Cut::K],
+        (false, false) if m >= n && m >= k => vec![Cut::M, Cut::N, Cut::K],
+        (false, false) if n >= k => vec![Cut::N, Cut::M, Cut::K],
+        (false, false) => vec![Cut::K, Cut::M, Cut::N],
+    };
+    let cut = preferred.into_iter().find(halvable)?;
+    let (lda, ldb, ldc) = (problem.lda(), problem.ldb(), problem.ldc());
+    let a_transposed = problem.trans_a.is_transposed();
+    let b_transposed = problem.trans_b.is_transposed();
+    let part = |m, n, k, beta, offsets: (usize, usize, usize)| Part {
+        problem: GemmProblem::new(m, n, k)
+            .with_transpose(problem.trans_a, problem.trans_b)
+            .with_scalars(problem.alpha, beta)
+            .with_leading_dims(lda, ldb, ldc),
+        a_offset: offsets.0,
+        b_offset: offsets.1,
+        c_offset: offsets.2,
+    };
+    let beta = problem.beta;
+    if cut == Cut::K {
+        let half = k / 2;
+        let a_offset = if a_transposed { half * lda } else { half };
+        let b_offset = if b_transposed { half } else { half * ldb };
+        Some((
+            part(m, n, half, beta, (0, 0, 0)),
+            part(m, n, k - half, 1.0, (a_offset, b_offset, 0)),
+        ))
+    } else if cut == Cut::M {
+        let half = m / 2;
+        let a_offset = if a_transposed { half } else { half * lda };
+        Some((
+            part(half, n, k, beta, (0, 0, 0)),
+            part(m - half, n, k, beta, (a_offset, 0, half * ldc)),
+        ))
+    } else {
+        let half = n / 2;
+        let b_offset = if b_transposed { half * ldb } else { half };
+        Some((
+            part(m, half, k, beta, (0, 0, 0)),
+            part(m, n - half, k, beta, (0, b_offset, half)),
+        ))
+    }
+}
+
 impl<R: GpuRuntime> Backend for GpuBackend<R> {
     fn info(&self) -> &DeviceInfo {
         self.runtime.info()
@@ -358,9 +474,11 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         kernels.iter().map(|k| k.name.clone()).collect()
     }
 
+    /// Only what no split can fix: a problem over the device's sizes runs as sub-GEMMs.
     fn check(&self, kernel: &str, problem: &GemmProblem) -> Result<()> {
         let spec = self.kernel(kernel)?;
-        self.check_limits(&spec, problem, &problem.extents()?)
+        problem.extents()?;
+        self.check_unsplittable(&spec, problem)
     }
 
     fn gemm(
@@ -371,7 +489,8 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         b: &[f32],
         c: &mut [f32],
     ) -> Result<()> {
-        self.run_host(kernel, problem, a, b, c, false).map(|_| ())
+        let spec = self.kernel(kernel)?;
+        self.run_split(&spec, problem, (a, b, c), false).map(|_| ())
     }
 
     fn gemm_timed(
@@ -382,7 +501,8 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         b: &[f32],
         c: &mut [f32],
     ) -> Result<Option<f64>> {
-        self.run_host(kernel, problem, a, b, c, true)
+        let spec = self.kernel(kernel)?;
+        self.run_split(&spec, problem, (a, b, c), true)
     }
 
     /// A buffer in device memory, written from `data` (or zeros: OpenCL does not clear new buffers).
@@ -450,5 +570,123 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
             .read(buffer, elements, RESIDENT_READ_TIMEOUT, &mut |data| {
                 copy_parallel(out, &data[..elements])
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::Transpose;
+    use crate::reference::{max_relative_error, reference_gemm};
+    use crate::verify::fill_random;
+    use rand::SeedableRng;
+
+    /// Runs `problem` as `run_split` would with operands of at most `fitting` elements, each
+    /// part by the f64 reference on views of the same slices.
+    fn run_in_parts(problem: &GemmProblem, a: &[f32], b: &[f32], c: &mut [f32], fitting: u64) {
+        let extents = problem.check_lengths(a.len(), b.len(), c.len()).unwrap();
+        let over = [extents.a, extents.b, extents.c]
+            .iter()
+            .any(|&e| e as u64 > fitting);
+        match split(problem, &extents, fitting).filter(|_| over) {
+            None => {
+                let result = reference_gemm(problem, a, b, c).unwrap();
+                let (n, ldc) = (problem.n, problem.ldc());
+                for (row, out) in c.chunks_mut(ldc).enumerate().take(problem.m) {
+                    for (col, value) in out[..n].iter_mut().enumerate() {
+                        *value = result[row * n + col] as f32;
+                    }
+                }
+            }
+            Some((first, second)) => {
+                for part in [first, second] {
+                    let c = &mut c[part.c_offset..];
+                    run_in_parts(
+                        &part.problem,
+                        &a[part.a_offset..],
+                        &b[part.b_offset..],
+                        c,
+                        fitting,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Splitting down to 60-element operands — K slabs, row and column panels, every transpose,
+    /// padded leading dimensions, β ≠ 0 — gives the product of the whole problem.
+    #[test]
+    fn split_parts_compose_to_the_whole_product() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        for (m, n, k) in [
+            (13, 11, 17),
+            (1, 40, 3),
+            (40, 1, 50),
+            (2, 2, 90),
+            (9, 30, 2),
+        ] {
+            for (ta, tb) in [
+                (Transpose::No, Transpose::No),
+                (Transpose::Yes, Transpose::No),
+                (Transpose::No, Transpose::Yes),
+                (Transpose::Yes, Transpose::Yes),
+            ] {
+                let plain = GemmProblem::new(m, n, k).with_transpose(ta, tb);
+                let (lda, ldb) = (plain.lda() + 3, plain.ldb() + 1);
+                let problem = plain
+                    .with_scalars(0.5, -2.0)
+                    .with_leading_dims(lda, ldb, n + 2);
+                let extents = problem.extents().unwrap();
+                let mut a = vec![0.0f32; extents.a];
+                let mut b = vec![0.0f32; extents.b];
+                let mut c = vec![0.0f32; extents.c];
+                fill_random(&mut rng, &mut a);
+                fill_random(&mut rng, &mut b);
+                fill_random(&mut rng, &mut c);
+                let want = reference_gemm(&problem, &a, &b, &c).unwrap();
+                let padding: Vec<f32> = c.clone();
+                run_in_parts(&problem, &a, &b, &mut c, 60);
+                let error = max_relative_error(&problem, &c, &want);
+                assert!(error < 1e-5, "{problem:?}: {error}");
+                // The padding between C's rows is never written.
+                for (row, (got, was)) in c.chunks(n + 2).zip(padding.chunks(n + 2)).enumerate() {
+                    assert_eq!(
+                        got[n.min(got.len())..],
+                        was[n.min(was.len())..],
+                        "row {row}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_split_cuts_the_dimension_that_shrinks_what_is_over() {
+        let cut = |problem: GemmProblem, fitting| {
+            let extents = problem.extents().unwrap();
+            let (first, second) = split(&problem, &extents, fitting).unwrap();
+            (
+                first.problem,
+                second.problem,
+                second.a_offset,
+                second.b_offset,
+                second.c_offset,
+            )
+        };
+        // A and B over: K, the second slab accumulating.
+        let (first, second, a, b, c) = cut(GemmProblem::new(2, 2, 100), 150);
+        assert_eq!(
+            (first.k, second.k, second.beta, a, b, c),
+            (50, 50, 1.0, 50, 100, 0)
+        );
+        // Only A over: M.
+        let (first, second, a, _, c) = cut(GemmProblem::new(100, 2, 4), 300);
+        assert_eq!((first.m, second.m, a, c), (50, 50, 200, 100));
+        // Only B over: N.
+        let (_, second, _, b, c) = cut(GemmProblem::new(2, 100, 4), 300);
+        assert_eq!((second.n, b, c), (50, 50, 50));
+        // Nothing left to halve.
+        let one = GemmProblem::new(1, 1, 1);
+        assert!(split(&one, &one.extents().unwrap(), 0).is_none());
     }
 }
