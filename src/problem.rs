@@ -115,6 +115,12 @@ impl GemmProblem {
         self
     }
 
+    /// Whether the product term vanishes (k = 0 or α = 0): as in BLAS, A and B are then not read
+    /// and C ← β·C (β = 0 writes zeros, whatever C held), even where α or A hold Inf or NaN.
+    pub fn scales_c_only(&self) -> bool {
+        self.k == 0 || self.alpha == 0.0
+    }
+
     /// Rows and columns of A as stored.
     pub fn stored_a(&self) -> (usize, usize) {
         match self.trans_a {

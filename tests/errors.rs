@@ -197,6 +197,21 @@ fn zero_k_scales_c_by_beta() {
         let mut c = vec![f32::NAN; 4];
         backend.gemm(&kernel, &p, &[], &[], &mut c).unwrap();
         assert_eq!(c, [0.0; 4], "{name} {kernel}");
+        // k = 0 with α = Inf or NaN, and α = 0 with Inf and NaN in A and B: A, B and α are not
+        // read (BLAS), C ← β·C.
+        for alpha in [f32::INFINITY, f32::NAN] {
+            let p = GemmProblem::new(2, 2, 0).with_scalars(alpha, 2.0);
+            let mut c = vec![1.0, -2.0, 3.0, 4.0];
+            backend.gemm(&kernel, &p, &[], &[], &mut c).unwrap();
+            assert_eq!(c, [2.0, -4.0, 6.0, 8.0], "{name} {kernel} α = {alpha}");
+        }
+        let p = GemmProblem::new(2, 2, 2).with_scalars(0.0, 0.5);
+        let poisoned = [f32::NAN, f32::INFINITY, 1.0, f32::NEG_INFINITY];
+        let mut c = vec![1.0, -2.0, 3.0, 4.0];
+        backend
+            .gemm(&kernel, &p, &poisoned, &poisoned, &mut c)
+            .unwrap();
+        assert_eq!(c, [0.5, -1.0, 1.5, 2.0], "{name} {kernel} α = 0");
     }
 }
 

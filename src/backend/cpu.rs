@@ -102,7 +102,7 @@ impl Backend for CpuBackend {
         if problem.is_empty() {
             return Ok(());
         }
-        if problem.k == 0 {
+        if problem.scales_c_only() {
             scale_c(problem, c);
             return Ok(());
         }

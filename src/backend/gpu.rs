@@ -11,7 +11,7 @@ use super::Backend;
 use crate::device::{Capabilities, DeviceInfo};
 use crate::error::{Error, Operand, Result};
 use crate::kernel::{catalogue, KernelSpec};
-use crate::problem::{Extents, GemmProblem, Transpose};
+use crate::problem::{scale_c, Extents, GemmProblem, Transpose};
 use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -293,6 +293,11 @@ impl<R: GpuRuntime> GpuBackend<R> {
     ) -> Result<Option<f64>> {
         let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
         self.check_unsplittable(spec, problem)?;
+        if problem.scales_c_only() {
+            // No kernel: 0 · Inf in a kernel would make NaN where BLAS leaves β·C.
+            scale_c(problem, c);
+            return Ok(None);
+        }
         let Err(limit) = self.check_limits(spec, problem, &extents) else {
             return self.run_host(spec, problem, (a, b, c), &extents, timed);
         };
