@@ -282,3 +282,51 @@ fn devices_json_lists_opencl_devices() {
         assert_eq!(ocl[0]["features"]["timestamp_query"], true);
     }
 }
+
+/// Durations and paddings the library cannot take are refused by the parser: one clear line,
+/// exit 2, no panic.
+#[test]
+fn impossible_numbers_on_the_command_line_are_refused() {
+    for args in [
+        vec![
+            "bench",
+            "--pause",
+            "inf",
+            "--backend",
+            "cpu",
+            "--sizes",
+            "8",
+        ],
+        vec![
+            "bench",
+            "--max-seconds",
+            "nan",
+            "--backend",
+            "cpu",
+            "--sizes",
+            "8",
+        ],
+        vec![
+            "tune",
+            "--budget",
+            "inf",
+            "--backend",
+            "cpu",
+            "--shapes",
+            "8",
+        ],
+        vec!["tune", "--budget=-1", "--backend", "cpu", "--shapes", "8"],
+        vec![
+            "verify",
+            "--ld-pad",
+            "18446744073709551615",
+            "--backend",
+            "cpu",
+        ],
+    ] {
+        let out = tilegemm(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(error_lines(&out).len(), 1, "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?}");
+    }
+}

@@ -82,3 +82,21 @@ impl ShapeArgs {
         list
     }
 }
+
+/// A number of seconds on the command line: finite and not negative (`Duration` panics on
+/// anything else).
+pub fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        Ok(_) => Err(format!(
+            "{text} is not a number of seconds (finite, at least 0)"
+        )),
+        Err(e) => Err(format!("{text}: {e}")),
+    }
+}
+
+/// Padding of leading dimensions on the command line: at most 2²⁰ elements, so padded sizes
+/// cannot overflow.
+pub fn ld_pad() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(0..=1 << 20)
+}

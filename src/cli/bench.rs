@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     reps: usize,
     /// Time budget per measurement, seconds.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = super::args::seconds)]
     max_seconds: f64,
     /// Write the measurements as a JSON array.
     #[arg(long)]
@@ -40,7 +40,7 @@ pub struct BenchArgs {
     #[arg(long)]
     fresh_engine: bool,
     /// Seconds to wait between shapes (lets the GPU's clocks settle).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::args::seconds)]
     pause: f64,
     /// Also time a chain of this many GEMMs on resident matrices (queued, one read-back at the
     /// end) for every pair: a second table, beside the kernel's own throughput.
@@ -84,7 +84,7 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut failures = 0;
     for (i, batch) in batches.into_iter().enumerate() {
         if i > 0 {
-            std::thread::sleep(Duration::from_secs_f64(args.pause.max(0.0)));
+            std::thread::sleep(Duration::from_secs_f64(args.pause));
         }
         if i > 0 && args.fresh_engine {
             drop(engine);

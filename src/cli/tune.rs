@@ -31,11 +31,11 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Time budget per measurement, seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::seconds)]
     max_seconds: f64,
     /// Total seconds to spend measuring: shapes are taken in order, cheapest first, until it is
     /// spent. Without --sizes/--shapes it draws from a wider spread (up to 2048³).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::seconds)]
     budget: Option<f64>,
     /// Only measure and store; train later with `tilegemm train` (e.g. after one process per shape).
     #[arg(long)]

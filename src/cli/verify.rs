@@ -23,8 +23,8 @@ pub struct VerifyArgs {
     selection: Selection,
     #[command(flatten)]
     scalars: Scalars,
-    /// Extra elements at the end of every stored row (exercises leading dimensions).
-    #[arg(long, default_value_t = 0)]
+    /// Extra elements at the end of every stored row (exercises leading dimensions; at most 2²⁰).
+    #[arg(long, default_value_t = 0, value_parser = super::args::ld_pad())]
     ld_pad: usize,
     /// Print a JSON array instead of a table.
     #[arg(long)]

@@ -505,13 +505,22 @@ impl Model {
             return Ok(None);
         };
         let path = source.path(name);
-        let model: Model = serde_json::from_str(&text).map_err(|e| {
+        let not_a_model = |e: serde_json::Error| {
             Error::file(
                 &path,
                 format!("not a selector model: {e}"),
                 Some(Box::new(e)),
             )
-        })?;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_model)?;
+        if let Err(reason) = check_trees(&value) {
+            return Err(Error::file(
+                &path,
+                format!("a damaged selector model: {reason}"),
+                None,
+            ));
+        }
+        let model: Model = serde_json::from_value(value).map_err(not_a_model)?;
         if model.format != FORMAT || model.version != VERSION || model.features != FEATURES {
             return Err(Error::file(
                 &path,
@@ -524,6 +533,58 @@ impl Model {
         }
         Ok(Some(model))
     }
+}
+
+/// Checks the trees of a model file before the learner sees them: its prediction panics when the
+/// tree count differs from its iterations, on a feature index past the sample or on a missing
+/// child, and never ends on a child that points back up the tree. Every split node here must name
+/// a feature the model has and two children stored after it (the learner appends children after
+/// their parent, so this also rules out cycles).
+fn check_trees(value: &serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    let number = |v: Option<&Value>, what: &str| {
+        v.and_then(Value::as_u64)
+            .ok_or_else(|| format!("no {what}"))
+    };
+    let booster = value.get("booster").ok_or("no booster")?;
+    let iterations = number(booster.pointer("/conf/iterations"), "iteration count")?;
+    let features = number(booster.pointer("/conf/feature_size"), "feature count")?;
+    if features != FEATURE_COUNT as u64 {
+        return Err(format!("{features} features, not {FEATURE_COUNT}"));
+    }
+    let trees = booster
+        .get("trees")
+        .and_then(Value::as_array)
+        .ok_or("no trees")?;
+    if trees.len() as u64 != iterations {
+        return Err(format!("{} trees for {iterations} iterations", trees.len()));
+    }
+    for (t, tree) in trees.iter().enumerate() {
+        let nodes = tree
+            .pointer("/tree/tree")
+            .and_then(Value::as_array)
+            .filter(|nodes| !nodes.is_empty())
+            .ok_or_else(|| format!("tree {t} has no nodes"))?;
+        for (i, node) in nodes.iter().enumerate() {
+            let leaf = node.pointer("/value/is_leaf").and_then(Value::as_bool);
+            match leaf {
+                Some(true) => continue,
+                Some(false) => {}
+                None => return Err(format!("tree {t}, node {i}: not a node")),
+            }
+            let feature = number(node.pointer("/value/feature_index"), "feature index")?;
+            if feature >= FEATURE_COUNT as u64 {
+                return Err(format!("tree {t}, node {i}: feature {feature}"));
+            }
+            for side in ["left", "right"] {
+                let child = number(node.get(side), "child")?;
+                if child <= i as u64 || child >= nodes.len() as u64 {
+                    return Err(format!("tree {t}, node {i}: {side} child {child}"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -618,5 +679,52 @@ mod tests {
         let model = Model::train(&databases, &known[..1], 0).unwrap();
         assert_eq!(model.devices, ["a"]);
         assert!(Model::train(&databases, &[], 0).is_err());
+    }
+
+    /// A model file whose trees would panic or loop in the learner (the tree count changed, a
+    /// child pointing back up, a feature past the sample) is refused with the reason; the file as
+    /// saved loads.
+    #[test]
+    fn damaged_model_files_are_refused_not_run() {
+        let known = [calibration("a", 1000.0)];
+        let databases: Vec<TuningDb> = known.iter().map(database).collect();
+        let model = Model::train(&databases, &known, 0).unwrap();
+        let dir = std::env::temp_dir().join(format!("tilegemm-model-{}", std::process::id()));
+        let path = model.save(&dir).unwrap();
+        let keys = model.devices.clone();
+        assert!(Model::load(&dir, &keys).unwrap().is_some());
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let split_node = saved["booster"]["trees"][0]["tree"]["tree"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|n| n["value"]["is_leaf"] == false)
+            .expect("a tree with a split");
+        let damages: [(&str, serde_json::Value); 4] = [
+            ("/booster/conf/iterations", 299.into()),
+            (
+                &format!("/booster/trees/0/tree/tree/{split_node}/left"),
+                0.into(),
+            ),
+            (
+                &format!("/booster/trees/0/tree/tree/{split_node}/right"),
+                (split_node as u64).into(),
+            ),
+            (
+                &format!("/booster/trees/0/tree/tree/{split_node}/value/feature_index"),
+                99.into(),
+            ),
+        ];
+        for (pointer, damage) in damages {
+            let mut broken = saved.clone();
+            *broken.pointer_mut(pointer).unwrap() = damage;
+            std::fs::write(&path, broken.to_string()).unwrap();
+            let err = Model::load(&dir, &keys)
+                .err()
+                .unwrap_or_else(|| panic!("{pointer} loaded"));
+            assert!(err.to_string().contains("damaged"), "{pointer}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
