@@ -7,12 +7,19 @@
 
 use crate::problem::Shape;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// At most this many fallback events are kept (the oldest go first); counts stay exact.
 const MAX_FALLBACK_EVENTS: usize = 256;
+
+/// Shapes kept apart per A/B arm; calls of further shapes are counted under [`OTHER_SHAPES`], so a
+/// long-lived engine with ever new shapes stays bounded.
+pub const MAX_ARM_SHAPES: usize = 4096;
+
+/// The shape of an arm's entry that gathers the shapes past [`MAX_ARM_SHAPES`].
+pub const OTHER_SHAPES: &str = "other";
 
 /// Running count, mean and variance of a series (Welford).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -135,11 +142,23 @@ pub struct OnlineStats {
 /// An engine's telemetry, shared by its threads.
 #[derive(Default)]
 pub struct Telemetry {
-    inner: Mutex<Report>,
+    inner: Mutex<State>,
+}
+
+/// The report and, per arm, where each shape's entry is in `report.arms` (a call finds its entry
+/// without searching or allocating).
+#[derive(Default)]
+struct State {
+    report: Report,
+    arm_entries: HashMap<String, HashMap<Shape, usize>>,
 }
 
 impl Telemetry {
     fn with<T>(&self, f: impl FnOnce(&mut Report) -> T) -> T {
+        self.with_state(|state| f(&mut state.report))
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -156,25 +175,37 @@ impl Telemetry {
         gflops: f64,
         arm: Option<&str>,
     ) {
-        self.with(|r| {
+        self.with_state(|state| {
+            let r = &mut state.report;
             let stats = kernel_entry(&mut r.kernels, backend, device, kernel);
             stats.calls += 1;
             stats.gflops.push(gflops);
-            if let Some(arm) = arm {
-                let shape = shape.to_string();
-                let index = match r.arms.iter().position(|a| a.arm == arm && a.shape == shape) {
-                    Some(i) => i,
-                    None => {
-                        r.arms.push(ArmStats {
-                            arm: arm.to_string(),
-                            shape,
-                            gflops: Welford::default(),
-                        });
-                        r.arms.len() - 1
-                    }
-                };
-                r.arms[index].gflops.push(gflops);
+            let Some(arm) = arm else {
+                return;
+            };
+            if !state.arm_entries.contains_key(arm) {
+                state.arm_entries.insert(arm.to_string(), HashMap::new());
             }
+            let entries = state.arm_entries.get_mut(arm).expect("inserted above");
+            // Past the bound, new shapes share one entry (keyed by the 0×0×0 shape, named "other").
+            let key = if entries.len() < MAX_ARM_SHAPES || entries.contains_key(&shape) {
+                shape
+            } else {
+                Shape::new(0, 0, 0)
+            };
+            let index = *entries.entry(key).or_insert_with(|| {
+                r.arms.push(ArmStats {
+                    arm: arm.to_string(),
+                    shape: if key == shape {
+                        shape.to_string()
+                    } else {
+                        OTHER_SHAPES.to_string()
+                    },
+                    gflops: Welford::default(),
+                });
+                r.arms.len() - 1
+            });
+            r.arms[index].gflops.push(gflops);
         });
     }
 
@@ -218,7 +249,7 @@ impl Telemetry {
 
     /// Forgets everything recorded so far (e.g. after warm-up calls).
     pub fn reset(&self) {
-        self.with(|r| *r = Report::default());
+        self.with_state(|state| *state = State::default());
     }
 }
 
@@ -337,6 +368,30 @@ mod tests {
         let ab = r.ab_comparison("adaptive", "baseline");
         assert_eq!(ab.len(), 1);
         assert!((ab[0].b_over_a - 5.0 / 15.0).abs() < 1e-12);
+    }
+
+    /// Ever new shapes under A/B keep the arms' entries bounded: past the bound they are counted
+    /// together, and every call is still counted.
+    #[test]
+    fn arm_entries_are_bounded() {
+        let t = Telemetry::default();
+        for i in 0..MAX_ARM_SHAPES + 100 {
+            t.record_call(
+                ("cpu", "x", "native"),
+                Shape::new(i + 1, 1, 1),
+                1.0,
+                Some("a"),
+            );
+        }
+        t.record_call(("cpu", "x", "native"), Shape::new(1, 1, 1), 3.0, Some("a"));
+        let r = t.snapshot();
+        assert_eq!(r.arms.len(), MAX_ARM_SHAPES + 1);
+        let other = r.arms.iter().find(|a| a.shape == OTHER_SHAPES).unwrap();
+        assert_eq!(other.gflops.count, 100);
+        let first = r.arms.iter().find(|a| a.shape == "1x1x1").unwrap();
+        assert_eq!((first.gflops.count, first.gflops.mean), (2, 2.0));
+        t.reset();
+        assert!(t.snapshot().arms.is_empty());
     }
 
     #[test]
