@@ -469,3 +469,49 @@ fn the_default_engine_runs_each_measured_shape_on_its_measured_best() {
         );
     }
 }
+
+/// Damaged files in a cache are kept aside, each under its own name, and a file over the size cap
+/// is reported without being read: both leave the selector working.
+#[test]
+fn damaged_and_oversized_cache_files_are_kept_aside_or_ignored() {
+    use tilegemm::select::db::MAX_FILE_BYTES;
+    let dir = temp_dir("damaged-files");
+    let cpu = cpu_backend();
+    let mut db = TuningDb::new(cpu.info());
+    db.record(&measurement(cpu.as_ref(), "native", 40, 10.0));
+    let path = dir.join(TuningDb::file_name(&cpu.info().key));
+    for garbage in ["{", "not json at all"] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, garbage).unwrap();
+        db.save(&dir).unwrap();
+    }
+    let aside: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.contains(".corrupt"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        2,
+        "the second does not overwrite the first: {aside:?}"
+    );
+    assert_eq!(
+        TuningDb::load(&dir, &cpu.info().key)
+            .unwrap()
+            .unwrap()
+            .rows
+            .len(),
+        1
+    );
+
+    // Sparse: the size is real, the disk stays empty.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(MAX_FILE_BYTES + 1)
+        .unwrap();
+    let err = TuningDb::load(&dir, &cpu.info().key).unwrap_err();
+    assert!(err.to_string().contains("cap"), "{err}");
+    let selector = Selector::load(std::slice::from_ref(&cpu), std::slice::from_ref(&dir));
+    assert_eq!(selector.problems.len(), 1, "{:?}", selector.problems);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

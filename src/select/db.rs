@@ -236,7 +236,13 @@ impl TuningDb {
 
     /// Reads and checks one database file (format, version), whatever device it is for.
     pub fn read_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, "reading", e))?;
+        let text = read_capped(path)?.ok_or_else(|| {
+            Error::file(
+                path,
+                "reading",
+                Some(Box::new(std::io::Error::from(std::io::ErrorKind::NotFound))),
+            )
+        })?;
         Self::parse(path, &text)
     }
 
@@ -258,13 +264,19 @@ impl TuningDb {
     }
 
     /// Writes the database into `dir` atomically and returns the file's path. An existing file that
-    /// does not load is kept as `<name>.corrupt` and reported.
+    /// does not load is kept as `<name>.corrupt` (`.corrupt.1`, … when that is taken) and reported.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, "creating the folder", e))?;
         let path = dir.join(Self::file_name(&self.device_key));
         if path.exists() {
             if let Err(e) = Self::load(dir, &self.device_key) {
-                let aside = path.with_extension("json.corrupt");
+                let aside = (0..)
+                    .map(|i| match i {
+                        0 => path.with_extension("json.corrupt"),
+                        i => path.with_extension(format!("json.corrupt.{i}")),
+                    })
+                    .find(|aside| !aside.exists())
+                    .expect("a free name");
                 log::warn!("{e}; keeping it as {}", aside.display());
                 std::fs::rename(&path, &aside).map_err(|e| file_error(&path, "moving aside", e))?;
             }
@@ -365,6 +377,35 @@ pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
     })
 }
 
+/// The largest data file read (the shipped ones are a few MB): a larger one is reported and
+/// ignored without being read into memory.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// The text of the file at `path`; `Ok(None)` when there is none; an error when it cannot be read
+/// or is over [`MAX_FILE_BYTES`].
+pub(crate) fn read_capped(path: &Path) -> Result<Option<String>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(file_error(path, "reading", e)),
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+            return Err(Error::file(
+                path,
+                format!(
+                    "{} bytes, over the {MAX_FILE_BYTES}-byte cap of a data file",
+                    meta.len()
+                ),
+                None,
+            ))
+        }
+        Ok(_) => {}
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_error(path, "reading", e)),
+    }
+}
+
 /// Where `tune` writes and the selector reads user measurements.
 pub fn user_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("TILEGEMM_CACHE") {
@@ -391,14 +432,7 @@ impl DataSource {
     pub fn read(&self, name: &str) -> Result<Option<String>> {
         match self {
             DataSource::Shipped => Ok(super::shipped::read(name).map(str::to_string)),
-            DataSource::Folder(dir) => {
-                let path = dir.join(name);
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => Ok(Some(text)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(file_error(&path, "reading", e)),
-                }
-            }
+            DataSource::Folder(dir) => read_capped(&dir.join(name)),
         }
     }
 
