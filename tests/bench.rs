@@ -171,6 +171,11 @@ fn bench_writes_table_json_and_chart() {
         "{table}"
     );
     assert!(table.contains("refblas"), "{table}");
+    // stderr is a pipe here, not a terminal: one progress line per measurement instead of a bar.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let lines = progress.lines().filter(|l| l.starts_with('[')).count();
+    assert_eq!(lines, 3, "{progress}");
+    assert!(progress.contains("[3/3]"), "{progress}");
     let measurements: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(measurements.len(), 3);

@@ -166,9 +166,9 @@ fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint])
             m.kernel.clone(),
             format!("{}x{}x{}", m.m, m.n, m.k),
             format!("{:.3}", m.kernel_seconds * 1e3),
-            format!("{:.1}", m.gflops),
+            super::gflops(m.gflops),
             format!("{:.3}", m.end_to_end_seconds * 1e3),
-            format!("{:.1}", m.e2e_gflops),
+            super::gflops(m.e2e_gflops),
             m.reps.to_string(),
             percent,
         ]);
@@ -212,8 +212,8 @@ fn print_resident_table(measurements: &[Measurement], chain: usize) {
             m.device.clone(),
             m.kernel.clone(),
             format!("{}x{}x{}", m.m, m.n, m.k),
-            format!("{:.1}", m.gflops),
-            format!("{gflops:.1}"),
+            super::gflops(m.gflops),
+            super::gflops(gflops),
             format!("{:.1}", 100.0 * gflops / m.gflops),
         ]);
     }

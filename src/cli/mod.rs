@@ -22,11 +22,35 @@ fn report_unavailable(engine: &Engine) {
     }
 }
 
+/// A throughput (or a ratio) with three significant digits: lavapipe's 0.031 GFLOPS must not print
+/// as 0.0, nor a B/A of 0.004 as 0.00.
+fn gflops(value: f64) -> String {
+    let digits = match value.abs() {
+        v if v >= 100.0 || v == 0.0 => 0,
+        v if v >= 10.0 => 1,
+        v if v >= 1.0 => 2,
+        v => (2.0 - v.log10().floor()).min(9.0) as usize,
+    };
+    format!("{value:.digits$}")
+}
+
 /// Exit status 0 when every case passed or every measurement succeeded, else 1.
 fn exit_code(all_passed: bool) -> ExitCode {
     if all_passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn throughputs_keep_three_significant_digits() {
+        let shown: Vec<String> = [36755.9, 48.27, 3.704, 0.0314, 0.004, 0.0]
+            .into_iter()
+            .map(super::gflops)
+            .collect();
+        assert_eq!(shown, ["36756", "48.3", "3.70", "0.0314", "0.00400", "0"]);
     }
 }

@@ -1,7 +1,8 @@
-//! Progress on stderr: indicatif bars (hidden when stderr is not a terminal), and the events of a
-//! measuring plan as a bar plus one line per failure.
+//! Progress on stderr: indicatif bars on a terminal; elsewhere (a log, a pipe, CI) one line per
+//! measurement, so a long run never looks hung. Failures and the budget's end get lines of their own.
 
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use tilegemm::tune::PlanEvent;
 
 /// A bar of `len` steps, with the elapsed time and a message.
@@ -16,6 +17,10 @@ pub fn bar(len: usize) -> ProgressBar {
 /// under way, and on their own lines each failure and the budget's end.
 pub struct PlanProgress {
     bar: ProgressBar,
+    /// Lines instead of a bar: stderr is not a terminal.
+    lines: bool,
+    planned: usize,
+    done: usize,
 }
 
 impl PlanProgress {
@@ -23,19 +28,44 @@ impl PlanProgress {
     pub fn new() -> Self {
         PlanProgress {
             bar: ProgressBar::hidden(),
+            lines: !std::io::stderr().is_terminal(),
+            planned: 0,
+            done: 0,
         }
     }
 
     pub fn show(&mut self, event: PlanEvent<'_>) {
         match event {
-            PlanEvent::Planned { measurements } => self.bar = bar(measurements),
+            PlanEvent::Planned { measurements } => {
+                self.planned = measurements;
+                if !self.lines {
+                    self.bar = bar(measurements);
+                }
+            }
             PlanEvent::Started {
                 device,
                 kernel,
                 shape,
             } => self.bar.set_message(format!("{device} {kernel} {shape}")),
-            PlanEvent::Measured(_) => self.bar.inc(1),
+            PlanEvent::Measured(m) => {
+                self.done += 1;
+                if self.lines {
+                    eprintln!(
+                        "[{}/{}] {} {} {}x{}x{}: {} GFLOPS end to end",
+                        self.done,
+                        self.planned,
+                        m.device,
+                        m.kernel,
+                        m.m,
+                        m.n,
+                        m.k,
+                        super::gflops(m.e2e_gflops)
+                    );
+                }
+                self.bar.inc(1)
+            }
             PlanEvent::Failed(failure) => {
+                self.done += 1;
                 self.bar.suspend(|| {
                     eprintln!(
                         "failed: {} {} {}: {}",

@@ -100,7 +100,7 @@ pub fn print_telemetry(report: &Report, policy: &Policy) {
             k.kernel.clone(),
             k.calls.to_string(),
             k.failures.to_string(),
-            format!("{:.1}", k.gflops.mean),
+            super::gflops(k.gflops.mean),
             format!("{:.1}", k.gflops.std_dev()),
         ]);
     }
@@ -141,10 +141,10 @@ pub fn print_telemetry(report: &Report, policy: &Policy) {
             arms.add_row(vec![
                 row.shape,
                 row.a.count.to_string(),
-                format!("{:.1}", row.a.mean),
+                super::gflops(row.a.mean),
                 row.b.count.to_string(),
-                format!("{:.1}", row.b.mean),
-                format!("{:.2}", row.b_over_a),
+                super::gflops(row.b.mean),
+                super::gflops(row.b_over_a),
             ]);
         }
         println!("{arms}");
