@@ -17,7 +17,17 @@ use std::process::ExitCode;
 #[command(
     name = "tilegemm",
     version,
-    about = "Single-precision GEMM on every GPU API this host has"
+    about = "Single-precision GEMM on every GPU API this host has",
+    after_help = "Environment:
+  TILEGEMM_CACHE   the user cache (calibrations, tuning rows, models); default
+                   $XDG_CACHE_HOME/tilegemm, else ~/.cache/tilegemm
+  TILEGEMM_FONT    a TrueType font for PNG/SVG charts (else one is looked for)
+  WGPU_BACKEND     the wgpu APIs to open, e.g. vulkan (default: Vulkan, Metal, DX12)
+  RUST_LOG         log level of the library, e.g. info (calibrations, retraining)
+  TILEGEMM_REQUIRE_WGPU, TILEGEMM_REQUIRE_OCL   (tests) fail when that device is missing
+
+Exit status: 0 success; 1 a check failed (verify) or a measurement failed;
+2 bad arguments, or an error (one line on stderr)."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -225,7 +225,10 @@ fn bad_arguments_exit_nonzero_with_one_line() {
 #[test]
 fn impossible_problems_exit_2_with_the_reason() {
     for (args, reason) in [
-        (vec!["run", "--shape", "8", "--kernel", "tile99"], "tile99"),
+        (
+            vec!["run", "--shape", "8", "--kernel", "tile99"],
+            "unknown kernel 'tile99'",
+        ),
         (
             vec!["verify", "--shapes", "8", "--device", "no such device"],
             "no device matches",
@@ -329,4 +332,22 @@ fn impossible_numbers_on_the_command_line_are_refused() {
         assert_eq!(error_lines(&out).len(), 1, "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).contains("panicked"), "{args:?}");
     }
+}
+
+#[test]
+fn help_documents_the_environment_and_exit_codes() {
+    let out = tilegemm(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "TILEGEMM_CACHE",
+        "TILEGEMM_FONT",
+        "WGPU_BACKEND",
+        "RUST_LOG",
+        "Exit status",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+    let run_help = String::from_utf8_lossy(&tilegemm(&["run", "--help"]).stdout).to_string();
+    assert!(run_help.contains("rb128x64x16_8x4_p"), "{run_help}");
 }

@@ -14,7 +14,8 @@ pub struct Selection {
     /// Only devices whose name contains this (case-insensitive).
     #[arg(long)]
     pub device: Option<String>,
-    /// Only this kernel (e.g. tile16, tile20, tile24, native).
+    /// Only this kernel: native (CPU), tile16, tile20, tile24, or a register-blocked member such as
+    /// rb128x64x16_8x4_p (`tilegemm devices` lists every device's kernels).
     #[arg(long)]
     pub kernel: Option<String>,
     /// On-line tuning of the engine's adaptive policy from real calls: off, on or eager.

@@ -160,19 +160,23 @@ fn print_model(trained: &TrainedModel) {
 pub fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
     let engine = args.selection.engine();
     super::report_unavailable(&engine);
-    let sources = if args.db.is_empty() {
-        Selector::default_sources()
+    // The engine's own selector reads the default sources; a second one only for `--db` folders
+    // (each source read once, each unusable file reported once).
+    let from_folders;
+    let selector = if args.db.is_empty() {
+        engine.selector()
     } else {
-        args.db.into_iter().map(DataSource::Folder).collect()
+        let sources: Vec<DataSource> = args.db.into_iter().map(DataSource::Folder).collect();
+        from_folders = Selector::from_sources(
+            engine.backends(),
+            &sources,
+            CalibrationMode::Cached(user_dir()),
+        );
+        for problem in &from_folders.problems {
+            eprintln!("note: ignored {problem}");
+        }
+        &from_folders
     };
-    let selector = Selector::from_sources(
-        engine.backends(),
-        &sources,
-        CalibrationMode::Cached(user_dir()),
-    );
-    for problem in &selector.problems {
-        eprintln!("note: ignored {problem}");
-    }
     let problem = args.shape.problem();
     problem.extents()?;
     let answer = selector.select(&args.selection.target(), &problem)?;
@@ -209,7 +213,7 @@ pub fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     println!("{rows}");
-    print_estimators(&selector);
+    print_estimators(selector);
     Ok(ExitCode::SUCCESS)
 }
 

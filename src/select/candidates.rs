@@ -101,6 +101,17 @@ pub fn why_no_candidate(
     if admitted.is_empty() {
         return Error::NotFound(format!("no device matches {target}"));
     }
+    if let Some(kernel) = &target.kernel {
+        if !devices.iter().any(|b| b.kernels().contains(kernel)) {
+            let mut known: Vec<String> = devices.iter().flat_map(|b| b.kernels()).collect();
+            known.sort();
+            known.dedup();
+            return Error::NotFound(format!(
+                "unknown kernel '{kernel}' (known here: {})",
+                known.join(", ")
+            ));
+        }
+    }
     let mut reasons: Vec<Error> = admitted
         .iter()
         .flat_map(|backend| {
