@@ -8,7 +8,7 @@
 
 use crate::backend::{Backend, DeviceMatrix};
 use crate::error::Result;
-use crate::problem::GemmProblem;
+use crate::problem::{check_host_memory, GemmProblem};
 use crate::verify::fill_random;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -105,6 +105,7 @@ impl Operands {
     /// an error when the problem's leading dimensions or sizes are invalid.
     pub fn random(problem: &GemmProblem, seed: u64) -> Result<Self> {
         let extents = problem.extents()?;
+        check_host_memory(problem, 1)?;
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut make = |len: usize| {
             let mut v = vec![0.0f32; len];

@@ -235,6 +235,40 @@ pub fn scale_c(problem: &GemmProblem, c: &mut [f32]) {
     }
 }
 
+/// Ok when `copies` copies of `problem`'s operands (A, B and C as stored) fit in the memory this
+/// host has available (`MemAvailable` on Linux; not checked where the host does not say), else
+/// `OutOfMemory` — before anything is allocated: an operating system that overcommits would
+/// otherwise kill the process part-way through filling them.
+pub fn check_host_memory(problem: &GemmProblem, copies: u64) -> Result<()> {
+    let extents = problem.extents()?;
+    let bytes = (extents.a as u64 + extents.b as u64 + extents.c as u64)
+        .saturating_mul(4)
+        .saturating_mul(copies);
+    match available_host_bytes() {
+        Some(available) if bytes > available => Err(Error::OutOfMemory {
+            device: "host".into(),
+            bytes,
+            what: format!(
+                "the operands of {}x{}x{} ({} MB available)",
+                problem.m,
+                problem.n,
+                problem.k,
+                available >> 20
+            ),
+            source: None,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes of memory the host can still give (Linux `/proc/meminfo`); None where it does not say.
+fn available_host_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// A problem size `MxNxK`, as written on the command line (e.g. `1399x1401x1400`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Shape {

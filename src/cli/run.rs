@@ -7,6 +7,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::process::ExitCode;
 use std::time::Instant;
+use tilegemm::problem::check_host_memory;
 use tilegemm::reference::{max_relative_error, reference_gemm};
 use tilegemm::verify::{random_inputs, tolerance};
 use tilegemm::{Policy, Shape, Transpose};
@@ -44,7 +45,8 @@ pub fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.scalars.alpha.unwrap_or(1.0),
             args.scalars.beta.unwrap_or(0.0),
         );
-    problem.extents()?;
+    // The operands, C's copy and the f64 reference (two floats' worth per element of C at most).
+    check_host_memory(&problem, 4)?;
     let target = args.selection.target();
     let selection = engine.select(&target, &problem)?;
     let (a, b, c_in) = random_inputs(&problem, &mut SmallRng::from_os_rng());
