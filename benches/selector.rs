@@ -12,7 +12,7 @@ fn selection_latency(c: &mut Criterion) {
     let selector = Selector::from_sources(
         engine.backends(),
         &Selector::default_sources(),
-        CalibrationMode::Cached(user_dir()),
+        user_dir().map_or(CalibrationMode::InMemory, CalibrationMode::Cached),
     );
     let target = Target::default();
     let problem = GemmProblem::new(700, 300, 500);

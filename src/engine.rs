@@ -56,9 +56,9 @@ impl Default for EngineOptions {
             policy: Policy::default(),
             selector_data: Selector::default_sources(),
             validate: true,
-            calibration: CalibrationMode::Cached(user_dir()),
+            calibration: user_dir().map_or(CalibrationMode::InMemory, CalibrationMode::Cached),
             online: OnlineTuning::default(),
-            record_dir: Some(user_dir()),
+            record_dir: user_dir(),
         }
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! let engine = Engine::new();
 //! let options = TuneOptions {
-//!     out: user_dir(),
+//!     out: user_dir().expect("HOME or TILEGEMM_CACHE is set"),
 //!     config: BenchConfig::default(),
 //!     budget: None,
 //!     train: true,
@@ -244,7 +244,10 @@ pub fn read_training_data(paths: &[PathBuf]) -> Result<(Vec<TuningDb>, Vec<Calib
         let beside = path.parent().unwrap_or(Path::new("."));
         let found = match Calibration::load(beside, &db.device_key)? {
             Some(found) => Some(found),
-            None => Calibration::load(&user_dir(), &db.device_key)?,
+            None => match user_dir() {
+                Some(cache) => Calibration::load(&cache, &db.device_key)?,
+                None => None,
+            },
         };
         calibrations.extend(found);
         databases.push(db);

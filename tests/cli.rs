@@ -351,3 +351,31 @@ fn help_documents_the_environment_and_exit_codes() {
     let run_help = String::from_utf8_lossy(&tilegemm(&["run", "--help"]).stdout).to_string();
     assert!(run_help.contains("rb128x64x16_8x4_p"), "{run_help}");
 }
+
+/// With no HOME, XDG_CACHE_HOME or TILEGEMM_CACHE, tilegemm keeps nothing between runs instead of
+/// writing into a temporary folder every user of the host shares.
+#[test]
+fn without_a_home_nothing_is_written_to_a_shared_folder() {
+    let tmp = std::env::temp_dir().join(format!("tilegemm-nohome-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+        .args([
+            "run",
+            "--shape",
+            "65x67x63",
+            "--backend",
+            "cpu",
+            "--reps",
+            "3",
+        ])
+        .env_remove("HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("TILEGEMM_CACHE")
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(written.is_empty(), "{written:?}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -77,7 +77,10 @@ pub fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
     let engine = args.selection.engine();
     super::report_unavailable(&engine);
     let options = TuneOptions {
-        out: args.out.unwrap_or_else(user_dir),
+        out: match args.out.or_else(user_dir) {
+            Some(out) => out,
+            None => anyhow::bail!("no user cache (set HOME or TILEGEMM_CACHE) and no --out"),
+        },
         config: BenchConfig {
             reps: args.reps,
             budget_seconds: args.max_seconds,
@@ -170,7 +173,7 @@ pub fn select_command(args: SelectArgs) -> anyhow::Result<ExitCode> {
         from_folders = Selector::from_sources(
             engine.backends(),
             &sources,
-            CalibrationMode::Cached(user_dir()),
+            user_dir().map_or(CalibrationMode::InMemory, CalibrationMode::Cached),
         );
         for problem in &from_folders.problems {
             eprintln!("note: ignored {problem}");

@@ -406,16 +406,19 @@ pub(crate) fn read_capped(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Where `tune` writes and the selector reads user measurements.
-pub fn user_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TILEGEMM_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("tilegemm")
+/// The user cache, where `tune` writes, the selector reads and on-line tuning records:
+/// `$TILEGEMM_CACHE`, else `$XDG_CACHE_HOME/tilegemm`, else `$HOME/.cache/tilegemm`. None when none of
+/// them is set: tilegemm then keeps nothing between runs rather than fall back to a folder every
+/// user of the host can write (a shared temporary folder).
+pub fn user_dir() -> Option<PathBuf> {
+    let set = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    set("TILEGEMM_CACHE")
+        .or_else(|| set("XDG_CACHE_HOME").map(|dir| dir.join("tilegemm")))
+        .or_else(|| set("HOME").map(|home| home.join(".cache").join("tilegemm")))
 }
 
 /// Where tuning data is read from.

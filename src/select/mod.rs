@@ -142,7 +142,8 @@ impl Selector {
     /// As [`Selector::from_sources`] over the folders `dirs`, calibrating devices on first need
     /// and keeping the calibrations in the user cache.
     pub fn load(backends: &[Arc<dyn Backend>], dirs: &[PathBuf]) -> Self {
-        Self::with_calibration(backends, dirs, CalibrationMode::Cached(db::user_dir()))
+        let calibration = db::user_dir().map_or(CalibrationMode::InMemory, CalibrationMode::Cached);
+        Self::with_calibration(backends, dirs, calibration)
     }
 
     /// As [`Selector::from_sources`] over the folders `dirs`.
@@ -361,7 +362,9 @@ impl Selector {
 
     /// The data shipped inside the binary, then the user cache.
     pub fn default_sources() -> Vec<DataSource> {
-        vec![DataSource::Shipped, DataSource::Folder(db::user_dir())]
+        std::iter::once(DataSource::Shipped)
+            .chain(db::user_dir().map(DataSource::Folder))
+            .collect()
     }
 
     /// The candidate `choice` with its estimate from the best source for it: measured at this
