@@ -379,3 +379,53 @@ fn without_a_home_nothing_is_written_to_a_shared_folder() {
     assert!(written.is_empty(), "{written:?}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// Output paths are checked before anything is measured: one line, exit 2, at once.
+#[test]
+fn unusable_output_paths_are_refused_before_measuring() {
+    let file = std::env::temp_dir().join(format!("tilegemm-not-a-folder-{}", std::process::id()));
+    std::fs::write(&file, "x").unwrap();
+    let inside = file.join("out.json");
+    let under_file = file.join("dbs");
+    for args in [
+        vec![
+            "bench",
+            "--backend",
+            "cpu",
+            "--sizes",
+            "8",
+            "--json",
+            inside.to_str().unwrap(),
+        ],
+        vec![
+            "bench",
+            "--backend",
+            "cpu",
+            "--sizes",
+            "8",
+            "--plot",
+            "/nonexistent/dir/c.svg",
+        ],
+        vec![
+            "tune",
+            "--backend",
+            "cpu",
+            "--shapes",
+            "8",
+            "--out",
+            under_file.to_str().unwrap(),
+        ],
+    ] {
+        let started = std::time::Instant::now();
+        let out = tilegemm(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(error_lines(&out).len(), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("[1/"),
+            "nothing measured: {}",
+            stderr(&out)
+        );
+        assert!(started.elapsed().as_secs() < 30);
+    }
+    std::fs::remove_file(&file).unwrap();
+}

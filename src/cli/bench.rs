@@ -67,6 +67,8 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .shape_args
         .list([256, 512, 1024].map(|n| Shape::new(n, n, n)).to_vec());
     let reference = read_optional_reference(args.reference.as_deref())?;
+    super::check_output(args.json.as_deref())?;
+    super::check_output(args.plot.as_deref())?;
     let mut engine = args.selection.engine();
     super::report_unavailable(&engine);
     let config = BenchConfig {

@@ -22,6 +22,30 @@ fn report_unavailable(engine: &Engine) {
     }
 }
 
+/// Checks, before any measuring, that an output file can be written where `path` says: its folder
+/// exists and is a folder (so hours of measurements are not lost to a typo at the end).
+fn check_output(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    anyhow::ensure!(
+        folder.is_dir(),
+        "cannot write {}: {} is not a folder",
+        path.display(),
+        folder.display()
+    );
+    anyhow::ensure!(
+        !path.is_dir(),
+        "cannot write {}: it is a folder",
+        path.display()
+    );
+    Ok(())
+}
+
 /// A throughput (or a ratio) with three significant digits: lavapipe's 0.031 GFLOPS must not print
 /// as 0.0, nor a B/A of 0.004 as 0.00.
 fn gflops(value: f64) -> String {

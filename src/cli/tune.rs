@@ -74,13 +74,16 @@ pub fn tune_command(args: TuneArgs) -> anyhow::Result<ExitCode> {
     } else {
         default_tune_shapes()
     });
+    let Some(out) = args.out.or_else(user_dir) else {
+        anyhow::bail!("no user cache (set HOME or TILEGEMM_CACHE) and no --out");
+    };
+    // The folder first: measurements that cannot be kept are not worth taking.
+    std::fs::create_dir_all(&out)
+        .map_err(|e| anyhow::anyhow!("cannot use {} for the databases: {e}", out.display()))?;
     let engine = args.selection.engine();
     super::report_unavailable(&engine);
     let options = TuneOptions {
-        out: match args.out.or_else(user_dir) {
-            Some(out) => out,
-            None => anyhow::bail!("no user cache (set HOME or TILEGEMM_CACHE) and no --out"),
-        },
+        out,
         config: BenchConfig {
             reps: args.reps,
             budget_seconds: args.max_seconds,
