@@ -226,3 +226,70 @@ fn one_engine_serves_many_threads() {
         }
     });
 }
+
+/// One engine, 8 threads, random shapes, transposes and scalars on every backend in turn (the
+/// engine's own choice, then each backend named): every result checked against the f64 reference.
+/// `CALLS_PER_THREAD` calls per thread here; `cargo test --release -- --ignored many_threads` runs
+/// 500.
+fn many_threads_random_shapes(calls_per_thread: usize) {
+    use rand::Rng;
+    let engine = engine();
+    let mut targets = vec![Target::default()];
+    for kind in [BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Ocl] {
+        if engine.backends().iter().any(|b| b.info().backend == kind) {
+            targets.push(Target {
+                backend: Some(kind),
+                ..Default::default()
+            });
+        }
+    }
+    std::thread::scope(|scope| {
+        for thread in 0..8u64 {
+            let targets = &targets;
+            scope.spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(100 + thread);
+                for call in 0..calls_per_thread {
+                    let (m, n, k) = (
+                        rng.random_range(1..=96),
+                        rng.random_range(1..=96),
+                        rng.random_range(1..=96),
+                    );
+                    let p = GemmProblem::new(m, n, k)
+                        .with_transpose(
+                            Transpose::from_bool(rng.random()),
+                            Transpose::from_bool(rng.random()),
+                        )
+                        .with_scalars(rng.random_range(-2.0..2.0), rng.random_range(-1.0..1.0));
+                    let extents = p.extents().unwrap();
+                    let a = random(extents.a, rng.random());
+                    let b = random(extents.b, rng.random());
+                    let c0 = random(extents.c, rng.random());
+                    let target = &targets[(thread as usize + call) % targets.len()];
+                    let mut c = c0.clone();
+                    let ran = engine.gemm_on(target, &p, &a, &b, &mut c).unwrap();
+                    let want = reference_gemm(&p, &a, &b, &c0).unwrap();
+                    let error = max_relative_error(&p, &c, &want);
+                    assert!(
+                        error < tilegemm::verify::tolerance(k),
+                        "{p:?} on {} {}: {error}",
+                        ran.backend.info().name,
+                        ran.kernel
+                    );
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn many_threads_random_shapes_every_backend() {
+    every_device();
+    many_threads_random_shapes(12);
+}
+
+#[test]
+#[ignore = "the full count: cargo test --release -- --ignored many_threads"]
+fn many_threads_random_shapes_every_backend_full() {
+    every_device();
+    many_threads_random_shapes(500);
+}
