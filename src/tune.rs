@@ -30,7 +30,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::problem::Shape;
 use crate::select::calibration::{calibrate, Calibration};
-use crate::select::db::{user_dir, TuningDb};
+use crate::select::db::{user_dir, Row, TuningDb};
 use crate::select::model::Model;
 use crate::select::{candidates, Target};
 use std::fmt;
@@ -318,37 +318,33 @@ pub fn tune(
     on_event: &mut dyn FnMut(PlanEvent<'_>),
 ) -> Result<TuneReport> {
     let deadline = options.budget.map(|budget| Instant::now() + budget);
-    let mut started_afresh = Vec::new();
-    let mut databases: Vec<TuningDb> = engine
+    // Files that do not load are reported; appending keeps them aside (`*.corrupt`).
+    let started_afresh: Vec<Error> = engine
         .backends()
         .iter()
-        .map(|backend| {
-            let info = backend.info();
-            match TuningDb::load(&options.out, &info.key) {
-                Ok(Some(db)) => db,
-                Ok(None) => TuningDb::new(info),
-                Err(e) => {
-                    started_afresh.push(e);
-                    TuningDb::new(info)
-                }
-            }
-        })
+        .filter_map(|backend| TuningDb::load(&options.out, &backend.info().key).err())
         .collect();
     let outcome = measure_shapes(engine, target, shapes, &options.config, deadline, on_event)?;
-    for db in &mut databases {
-        for m in &outcome.measurements {
-            if m.device_key == db.device_key {
-                db.record(m);
-            }
+    // Appended under each database's lock and read back whole: `tune` processes sharing a folder
+    // lose none of each other's rows. The model learns from every device that holds
+    // measurements, described by its calibration, which is kept beside the device's database.
+    let mut databases = Vec::new();
+    let mut paths = Vec::new();
+    for backend in engine.backends() {
+        let info = backend.info();
+        let rows: Vec<Row> = outcome
+            .measurements
+            .iter()
+            .filter(|m| m.device_key == info.key)
+            .map(|m| Row::new(Shape::new(m.m, m.n, m.k), &m.kernel, m.gflops, m.e2e_gflops))
+            .collect();
+        if rows.is_empty() {
+            continue;
         }
+        let path = TuningDb::append(&options.out, info, rows)?;
+        databases.push(TuningDb::read_file(&path)?);
+        paths.push(path);
     }
-    // The model learns from every device that holds measurements, described by its calibration,
-    // which is kept beside the device's database.
-    databases.retain(|db| !db.rows.is_empty());
-    let paths = databases
-        .iter()
-        .map(|db| db.save(&options.out))
-        .collect::<Result<Vec<_>>>()?;
     let calibrations: Vec<Calibration> = engine
         .backends()
         .iter()

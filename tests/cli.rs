@@ -429,3 +429,51 @@ fn unusable_output_paths_are_refused_before_measuring() {
     }
     std::fs::remove_file(&file).unwrap();
 }
+
+/// Four `tune` processes writing one folder at once lose none of each other's rows (the issue
+/// found 6 of 8 new shapes lost, every process exiting 0).
+#[test]
+fn concurrent_tune_processes_lose_no_rows() {
+    let dir = std::env::temp_dir().join(format!("tilegemm-tune4-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let shapes = format!("{}x9x9,{}x9x9", 20 + i, 40 + i);
+            Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+                .args([
+                    "tune",
+                    "--backend",
+                    "cpu",
+                    "--shapes",
+                    &shapes,
+                    "--reps",
+                    "3",
+                ])
+                .args(["--max-seconds", "0.2", "--no-train", "--out"])
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let databases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tuning.json"))
+        .collect();
+    assert_eq!(databases.len(), 1, "{databases:?}");
+    let db = tilegemm::select::db::TuningDb::read_file(&databases[0]).unwrap();
+    let mut shapes: Vec<usize> = db.rows.iter().map(|r| r.m).collect();
+    shapes.sort();
+    assert_eq!(shapes, [20, 21, 22, 23, 40, 41, 42, 43]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
