@@ -245,6 +245,24 @@ fn impossible_problems_exit_2_with_the_reason() {
             ],
             "native",
         ),
+        // A fixed kernel the selected backend does not offer.
+        (
+            vec![
+                "run",
+                "--shape",
+                "8",
+                "--backend",
+                "cpu",
+                "--policy",
+                "fixed:tile16",
+            ],
+            "no device offers kernel 'tile16'",
+        ),
+        // 480 GB of operands: refused before anything is allocated.
+        (
+            vec!["run", "--shape", "100000x100000x100000"],
+            "out of memory",
+        ),
     ] {
         let out = tilegemm(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
