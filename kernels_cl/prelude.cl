@@ -1,8 +1,9 @@
-// The prelude of every OpenCL C kernel: tilegemm prepends it to each file in kernels_cl/, so the
-// guarded loads and stores are written once. Each kernel keeps the seed's signature plus leading
-// dimensions, gemm(M, N, K, alpha, A, B, beta, C, lda, ldb, ldc), row-major, and is built with
-// -D TRANS_A=0|1 -D TRANS_B=0|1: A is stored m×k, or k×m when TRANS_A; B k×n, or n×k when TRANS_B.
-// Every global access goes through these helpers and is guarded by the matrix bounds: any M, N, K.
+// The prelude of every OpenCL C kernel: tilegemm prepends it to each file in kernels_cl/ and to each
+// generated member of the family (src/kernel/family.rs), so the signature and the guarded loads and
+// stores are written once. Each kernel is `gemm(GEMM_ARGS)`: the seed's signature plus leading
+// dimensions and batch strides, row-major, built with -D TRANS_A=0|1 -D TRANS_B=0|1: A is stored
+// m×k, or k×m when TRANS_A; B k×n, or n×k when TRANS_B. Every global access goes through these
+// helpers and is guarded by the matrix bounds: any M, N, K.
 
 #ifndef TRANS_A
 #define TRANS_A 0
@@ -10,6 +11,24 @@
 #ifndef TRANS_B
 #define TRANS_B 0
 #endif
+
+// The arguments of every kernel: the seed's (M, N, K, alpha, A, B, beta, C), leading dimensions, and
+// a strided batch — elements from one product's matrices to the next (0 for A or B: one matrix for
+// all) and the product of work-group layer 0 (a batch over the device's grid runs in several launches).
+#define GEMM_ARGS                                                                              \
+    const uint M, const uint N, const uint K, const float alpha,                               \
+        __global const float* restrict A, __global const float* restrict B, const float beta, \
+        __global float* restrict C, const uint lda, const uint ldb, const uint ldc,           \
+        const uint stride_a, const uint stride_b, const uint stride_c, const uint first_batch
+
+// The first statement of every kernel: A, B and C move to this work-group layer's product.
+#define ENTER_BATCH()                                                 \
+    do {                                                              \
+        const size_t product = first_batch + get_group_id(2);        \
+        A += product * stride_a;                                      \
+        B += product * stride_b;                                      \
+        C += product * stride_c;                                      \
+    } while (0)
 
 // Element (row, col) of a stored rows×cols matrix with row stride ld, or 0 outside it.
 inline float elem(__global const float* X, uint row, uint col, uint rows, uint cols, uint ld) {

@@ -4,10 +4,8 @@
 #define TILE 16
 
 __kernel __attribute__((reqd_work_group_size(16, 16, 1)))
-void gemm(const uint M, const uint N, const uint K, const float alpha,
-          __global const float* restrict A, __global const float* restrict B,
-          const float beta, __global float* restrict C,
-          const uint lda, const uint ldb, const uint ldc) {
+void gemm(GEMM_ARGS) {
+    ENTER_BATCH();
     // K-major tiles: a_tile[kk][i] = op(A)[tile_row + i, k0 + kk], b_tile[kk][j] = op(B)[k0 + kk, tile_col + j].
     __local float a_tile[TILE][TILE];
     __local float b_tile[TILE][TILE];

@@ -8,10 +8,8 @@
 #define LOADS 4
 
 __kernel __attribute__((reqd_work_group_size(10, 10, 1)))
-void gemm(const uint M, const uint N, const uint K, const float alpha,
-          __global const float* restrict A, __global const float* restrict B,
-          const float beta, __global float* restrict C,
-          const uint lda, const uint ldb, const uint ldc) {
+void gemm(GEMM_ARGS) {
+    ENTER_BATCH();
     __local float a_tile[TILE][TILE];
     __local float b_tile[TILE][TILE];
     const uint lx = get_local_id(0), ly = get_local_id(1);

@@ -6,6 +6,9 @@
 // tilegemm creates the modules without wgpu's runtime bounds checks; the odd-shape tests are the
 // proof that the guards are right. Coordinates are those of an operand as stored (row-major, row
 // stride ld): A is m×k, or k×m when TRANS_A; B is k×n, or n×k when TRANS_B.
+//
+// A strided batch runs one product per workgroup layer: `main` calls `enter_batch(group.z)` first,
+// and every helper then addresses that product's matrices.
 
 struct Params {
     m: u32,
@@ -16,6 +19,12 @@ struct Params {
     ldc: u32,
     alpha: f32,
     beta: f32,
+    // Elements from one product's matrix to the next (0 for A or B: one matrix for all).
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    // The product of workgroup layer 0: a batch over the dispatch limit runs in several launches.
+    first_batch: u32,
 }
 
 // Whether A (B) is stored transposed. Set per pipeline, so these branches fold away at compile
@@ -29,6 +38,24 @@ override TRANS_B: bool = false;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
+
+// Where this workgroup's product starts in A, B and C, and whether A's (B's) rows start on 16-byte
+// boundaries there (the quad loads' fast path). Set once by `enter_batch`.
+var<private> base_a: u32;
+var<private> base_b: u32;
+var<private> base_c: u32;
+var<private> aligned_a: bool;
+var<private> aligned_b: bool;
+
+/// Makes the helpers below address product `params.first_batch + layer` of the batch.
+fn enter_batch(layer: u32) {
+    let index = params.first_batch + layer;
+    base_a = index * params.stride_a;
+    base_b = index * params.stride_b;
+    base_c = index * params.stride_c;
+    aligned_a = (base_a | params.lda) % 4u == 0u;
+    aligned_b = (base_b | params.ldb) % 4u == 0u;
+}
 
 /// Rows and columns of A as stored.
 fn stored_a() -> vec2<u32> {
@@ -46,7 +73,7 @@ fn elem_a(row: u32, col: u32) -> f32 {
     if (row >= size.x || col >= size.y) {
         return 0.0;
     }
-    let i = row * params.lda + col;
+    let i = base_a + row * params.lda + col;
     return a[i / 4u][i % 4u];
 }
 
@@ -56,12 +83,12 @@ fn elem_b(row: u32, col: u32) -> f32 {
     if (row >= size.x || col >= size.y) {
         return 0.0;
     }
-    let i = row * params.ldb + col;
+    let i = base_b + row * params.ldb + col;
     return b[i / 4u][i % 4u];
 }
 
 /// Elements (row, col..col+4) of A as stored, 0 outside it; col % 4 == 0. One 16-byte load when
-/// the quad lies wholly inside and rows are 16-byte aligned (lda % 4 == 0), else element by
+/// the quad lies wholly inside and rows are 16-byte aligned (`aligned_a`), else element by
 /// element, each guarded (a loop, not four inlined loads: the edge path stays small, which the
 /// register-blocked kernels' loops are measured to need).
 fn quad_a(row: u32, col: u32) -> vec4<f32> {
@@ -69,8 +96,8 @@ fn quad_a(row: u32, col: u32) -> vec4<f32> {
     if (row >= size.x) {
         return vec4<f32>(0.0);
     }
-    let base = row * params.lda + col;
-    if (params.lda % 4u == 0u && col + 3u < size.y) {
+    let base = base_a + row * params.lda + col;
+    if (aligned_a && col + 3u < size.y) {
         return a[base / 4u];
     }
     var q = vec4<f32>(0.0);
@@ -89,8 +116,8 @@ fn quad_b(row: u32, col: u32) -> vec4<f32> {
     if (row >= size.x) {
         return vec4<f32>(0.0);
     }
-    let base = row * params.ldb + col;
-    if (params.ldb % 4u == 0u && col + 3u < size.y) {
+    let base = base_b + row * params.ldb + col;
+    if (aligned_b && col + 3u < size.y) {
         return b[base / 4u];
     }
     var q = vec4<f32>(0.0);
@@ -107,7 +134,7 @@ fn quad_b(row: u32, col: u32) -> vec4<f32> {
 /// hold NaN.
 fn store(row: u32, col: u32, acc: f32) {
     if (row < params.m && col < params.n) {
-        let index = row * params.ldc + col;
+        let index = base_c + row * params.ldc + col;
         if (params.beta == 0.0) {
             c[index] = params.alpha * acc;
         } else {

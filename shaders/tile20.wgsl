@@ -14,6 +14,7 @@ var<workgroup> b_tile: array<array<f32, TILE>, TILE>;
 
 @compute @workgroup_size(10, 10, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
+    enter_batch(group.z);
     let tile_row = group.y * TILE;
     let tile_col = group.x * TILE;
     let flat = local.y * SIDE + local.x;

@@ -11,6 +11,7 @@ var<workgroup> b_tile: array<array<f32, TILE>, TILE>;
 
 @compute @workgroup_size(12, 12, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
+    enter_batch(group.z);
     let tile_row = group.y * TILE;
     let tile_col = group.x * TILE;
     // This thread's quad within a slab as stored: stored row `srow`, stored columns scol..scol+4.

@@ -30,6 +30,8 @@ pub struct BenchConfig {
     /// GEMMs of a resident chain timed after the host-slice repetitions (0: none): queued on
     /// matrices uploaded once, with one read-back at the end ([`Measurement::resident_gflops`]).
     pub resident_chain: usize,
+    /// Products of one strided-batched call (1: plain GEMMs), packed one after the other.
+    pub batch: usize,
 }
 
 impl Default for BenchConfig {
@@ -40,6 +42,7 @@ impl Default for BenchConfig {
             min_reps: 3,
             budget_seconds: 3.0,
             resident_chain: 0,
+            batch: 1,
         }
     }
 }
@@ -64,6 +67,9 @@ pub struct Measurement {
     pub n: usize,
     /// Depth of the product: columns of op(A), rows of op(B).
     pub k: usize,
+    /// Products per call of a strided batch (1 in files written before batches existed).
+    #[serde(default = "one")]
+    pub batch: usize,
     /// Median kernel time: device-measured where `device_timed`, else the end-to-end time.
     pub kernel_seconds: f64,
     /// Fastest repetition of `kernel_seconds`, seconds.
@@ -76,7 +82,7 @@ pub struct Measurement {
     pub end_to_end_seconds_min: f64,
     /// Slowest end-to-end repetition, seconds.
     pub end_to_end_seconds_max: f64,
-    /// GFLOPS from the median kernel time.
+    /// GFLOPS from the median kernel time (all products of a batch).
     pub gflops: f64,
     /// GFLOPS from the median end-to-end time.
     pub e2e_gflops: f64,
@@ -88,6 +94,11 @@ pub struct Measurement {
     /// ([`BenchConfig::resident_chain`]); None when not measured.
     #[serde(default)]
     pub resident_gflops: Option<f64>,
+}
+
+/// The batch of a measurement that does not say.
+fn one() -> usize {
+    1
 }
 
 /// Random operands for `problem` (C preloaded too, so β ≠ 0 reads real numbers).
@@ -175,6 +186,7 @@ pub fn measure(
         m: problem.m,
         n: problem.n,
         k: problem.k,
+        batch: problem.batch,
         kernel_seconds,
         kernel_seconds_min: kernel_min,
         kernel_seconds_max: kernel_max,

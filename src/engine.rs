@@ -16,7 +16,7 @@ use crate::select::policy::{ActivePolicy, Policy};
 use crate::select::recorder::Recorder;
 use crate::select::{Choice, Selection, Selector, Target};
 use crate::telemetry::{Fallback, Report, Telemetry};
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -341,7 +341,8 @@ impl Engine {
             return;
         };
         self.telemetry.record_tracked(seconds, index != 0);
-        let shape = Shape::new(problem.m, problem.n, problem.k);
+        // A batch's products stacked along M: the same operations, so its GFLOPS are right.
+        let shape = Shape::new(problem.m * problem.batch, problem.n, problem.k);
         let Some(settled) = self
             .explorer
             .record(selection, index, shape, seconds, kernel_seconds)
@@ -351,7 +352,8 @@ impl Engine {
         self.selector
             .promote(selection, settled.winner, settled.gflops);
         self.telemetry.record_settled(settled.winner != 0);
-        let Some(recorder) = &self.recorder else {
+        // The tuning store holds single GEMMs: a batch settles its own decision only.
+        let Some(recorder) = self.recorder.as_ref().filter(|_| problem.batch == 1) else {
             return;
         };
         let mut devices: Vec<&str> = settled
@@ -458,6 +460,48 @@ impl Engine {
         self.gemm_on(target, &problem, &a_data, &b_data, &mut c)?;
         Array2::from_shape_vec((m, n), c).map_err(|e| Error::ShapeMismatch(e.to_string()))
     }
+
+    /// `A[i]·B[i]` for every i of two stacks of matrices (batch × rows × columns), as one strided
+    /// batch on the device the engine chooses. A stack of one (or a view broadcast along the
+    /// batch, stride 0) is used for every product without a copy, as are C-order stacks and stacks
+    /// of transposed matrices; other layouts are copied first.
+    pub fn matmul_batched(&self, a: ArrayView3<f32>, b: ArrayView3<f32>) -> Result<Array3<f32>> {
+        let ((batch_a, m, ka), (batch_b, kb, n)) = (a.dim(), b.dim());
+        let batch = batch_a.max(batch_b);
+        if ka != kb || (batch_a != batch_b && batch_a.min(batch_b) != 1) {
+            return Err(Error::ShapeMismatch(format!(
+                "A is {batch_a}×{m}×{ka} and B is {batch_b}×{kb}×{n}: A's columns must equal B's \
+                 rows, and the batches must be equal (or one of them 1)"
+            )));
+        }
+        let (a_data, trans_a, lda, stride_a) = stack_layout(a);
+        let (b_data, trans_b, ldb, stride_b) = stack_layout(b);
+        let problem = GemmProblem::new(m, n, ka)
+            .with_transpose(trans_a, trans_b)
+            .with_leading_dims(lda, ldb, n)
+            .with_batch(batch, stride_a, stride_b, m * n);
+        let mut c = vec![0.0f32; batch * m * n];
+        self.gemm(&problem, &a_data, &b_data, &mut c)?;
+        Array3::from_shape_vec((batch, m, n), c).map_err(|e| Error::ShapeMismatch(e.to_string()))
+    }
+}
+
+/// The data of a stack of matrices as (elements, transpose, leading dimension, batch stride) in
+/// tilegemm's row-major terms; a stack of one or a broadcast stack has stride 0.
+fn stack_layout(view: ArrayView3<'_, f32>) -> (Cow<'_, [f32]>, Transpose, usize, usize) {
+    let (batch, rows, cols) = view.dim();
+    if batch == 1 || (batch > 1 && view.strides()[0] == 0) {
+        let (data, transpose, ld) = host_layout(view.index_axis_move(Axis(0), 0));
+        return (data, transpose, ld, 0);
+    }
+    if let Some(data) = view.to_slice() {
+        return (data.into(), Transpose::No, cols.max(1), rows * cols);
+    }
+    if let Some(data) = view.permuted_axes([0, 2, 1]).to_slice() {
+        return (data.into(), Transpose::Yes, rows.max(1), rows * cols);
+    }
+    let owned: Vec<f32> = view.iter().copied().collect();
+    (owned.into(), Transpose::No, cols.max(1), rows * cols)
 }
 
 /// The data of a 2-D view as (elements, transpose, leading dimension) in tilegemm's row-major terms.

@@ -54,6 +54,20 @@ pub enum Error {
         actual: usize,
     },
 
+    /// The C matrices of a batched problem overlap: each must own its elements.
+    #[error(
+        "the {batch} matrices of C overlap: batch stride {stride} is below the {span} elements one spans \
+         (and the matrices do not interleave within C's rows either)"
+    )]
+    BatchOverlap {
+        /// Matrices in the batch.
+        batch: usize,
+        /// The batch stride of C, in elements.
+        stride: usize,
+        /// Elements one matrix of C spans.
+        span: usize,
+    },
+
     /// A size computation does not fit in the machine's integers.
     #[error("problem too large: {what} overflows")]
     SizeOverflow {
@@ -192,6 +206,7 @@ impl Error {
             Error::DeviceLimit { .. } | Error::OutOfMemory { .. } => Blame::Problem,
             Error::LeadingDimension { .. }
             | Error::LengthMismatch { .. }
+            | Error::BatchOverlap { .. }
             | Error::SizeOverflow { .. }
             | Error::ShapeMismatch(_)
             | Error::NotFound(_)

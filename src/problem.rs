@@ -7,6 +7,10 @@
 //!
 //! Degenerate sizes are defined, not errors: m = 0 or n = 0 does nothing; k = 0 means C ← β·C.
 //! β = 0 means C is not read (NaN or garbage in C is overwritten), as in BLAS.
+//!
+//! A strided batch ([`GemmProblem::with_batch`]) is `batch` such GEMMs of one shape: matrix `i` of
+//! A starts at element `i·stride_a` of A's slice, likewise B and C. A stride of 0 broadcasts one
+//! A (or B) to every product; the C matrices must not overlap.
 
 use crate::error::{Error, Operand, Result};
 use serde::{Deserialize, Serialize};
@@ -63,6 +67,10 @@ pub struct GemmProblem {
     lda: Option<usize>,
     ldb: Option<usize>,
     ldc: Option<usize>,
+    /// Products in the strided batch (1: a single GEMM; 0: nothing to do).
+    pub batch: usize,
+    /// Batch strides of A, B and C in elements; `None`: packed (stored rows × leading dimension).
+    strides: Option<[usize; 3]>,
 }
 
 /// How many elements of each slice a validated problem touches (row stride × rows, last row short).
@@ -90,6 +98,8 @@ impl GemmProblem {
             lda: None,
             ldb: None,
             ldc: None,
+            batch: 1,
+            strides: None,
         }
     }
 
@@ -113,6 +123,73 @@ impl GemmProblem {
         self.ldb = Some(ldb);
         self.ldc = Some(ldc);
         self
+    }
+
+    /// A strided batch of `batch` products whose matrices lie `stride_a`, `stride_b` and
+    /// `stride_c` elements apart (0 for A or B: the same matrix in every product).
+    pub fn with_batch(
+        mut self,
+        batch: usize,
+        stride_a: usize,
+        stride_b: usize,
+        stride_c: usize,
+    ) -> Self {
+        self.batch = batch;
+        self.strides = Some([stride_a, stride_b, stride_c]);
+        self
+    }
+
+    /// A strided batch of `batch` products stored one after the other (each matrix's stored rows ×
+    /// its leading dimension), as a C-order 3-D array holds them.
+    pub fn with_packed_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self.strides = None;
+        self
+    }
+
+    /// Elements from one matrix of A to the next.
+    pub fn stride_a(&self) -> usize {
+        self.strides
+            .map_or(self.stored_a().0 * self.lda(), |s| s[0])
+    }
+
+    /// Elements from one matrix of B to the next.
+    pub fn stride_b(&self) -> usize {
+        self.strides
+            .map_or(self.stored_b().0 * self.ldb(), |s| s[1])
+    }
+
+    /// Elements from one matrix of C to the next.
+    pub fn stride_c(&self) -> usize {
+        self.strides.map_or(self.m * self.ldc(), |s| s[2])
+    }
+
+    /// One product of the batch, on its own (batch 1); its operands start at [`Self::offsets`].
+    pub fn single(&self) -> GemmProblem {
+        GemmProblem {
+            batch: 1,
+            strides: None,
+            ..*self
+        }
+    }
+
+    /// Where product `index`'s A, B and C start in the batch's slices.
+    pub fn offsets(&self, index: usize) -> (usize, usize, usize) {
+        (
+            index * self.stride_a(),
+            index * self.stride_b(),
+            index * self.stride_c(),
+        )
+    }
+
+    /// `count` consecutive products of this batch as a batch of their own (same strides): the
+    /// slices of products `first..first + count` start at [`Self::offsets`]`(first)`.
+    pub fn sub_batch(&self, count: usize) -> GemmProblem {
+        GemmProblem {
+            batch: count,
+            strides: Some([self.stride_a(), self.stride_b(), self.stride_c()]),
+            ..*self
+        }
     }
 
     /// Whether the product term vanishes (k = 0 or α = 0): as in BLAS, A and B are then not read
@@ -152,24 +229,67 @@ impl GemmProblem {
         self.ldc.unwrap_or(self.n)
     }
 
-    /// Floating-point operations of the product, 2·m·n·k.
+    /// Floating-point operations of the products, 2·m·n·k·batch.
     pub fn flops(&self) -> f64 {
-        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
     }
 
-    /// True when there is no element of C to compute (m = 0 or n = 0).
+    /// True when there is no element of C to compute (m = 0, n = 0 or batch = 0).
     pub fn is_empty(&self) -> bool {
-        self.m == 0 || self.n == 0
+        self.m == 0 || self.n == 0 || self.batch == 0
     }
 
-    /// Checks leading dimensions and size arithmetic; returns how many elements each operand spans.
+    /// Checks leading dimensions, batch strides and size arithmetic; returns how many elements
+    /// each operand spans over the whole batch.
     pub fn extents(&self) -> Result<Extents> {
         let (ar, ac) = self.stored_a();
         let (br, bc) = self.stored_b();
-        Ok(Extents {
+        let one = Extents {
             a: span(Operand::A, ar, ac, self.lda())?,
             b: span(Operand::B, br, bc, self.ldb())?,
             c: span(Operand::C, self.m, self.n, self.ldc())?,
+        };
+        if self.batch <= 1 {
+            let empty = self.batch == 0;
+            return Ok(if empty {
+                Extents { a: 0, b: 0, c: 0 }
+            } else {
+                one
+            });
+        }
+        let (stride_c, n, ldc) = (self.stride_c(), self.n, self.ldc());
+        // Disjoint blocks, or matrices side by side within C's rows (an [m, batch, n] array).
+        let interleaved = stride_c >= n
+            && (self.batch - 1)
+                .checked_mul(stride_c)
+                .and_then(|x| x.checked_add(n))
+                .is_some_and(|row| row <= ldc);
+        if one.c > 0 && stride_c < one.c && !interleaved {
+            return Err(Error::BatchOverlap {
+                batch: self.batch,
+                stride: stride_c,
+                span: one.c,
+            });
+        }
+        let last = self.batch - 1;
+        let whole = |operand: Operand, stride: usize, span: usize| {
+            if span == 0 {
+                return Ok(0);
+            }
+            last.checked_mul(stride)
+                .and_then(|x| x.checked_add(span))
+                .filter(|&elements| elements.checked_mul(4).is_some())
+                .ok_or_else(|| Error::SizeOverflow {
+                    what: format!(
+                        "{operand} ({} matrices {stride} elements apart)",
+                        self.batch
+                    ),
+                })
+        };
+        Ok(Extents {
+            a: whole(Operand::A, self.stride_a(), one.a)?,
+            b: whole(Operand::B, self.stride_b(), one.b)?,
+            c: whole(Operand::C, stride_c, one.c)?,
         })
     }
 
@@ -222,15 +342,19 @@ pub fn op_strides(trans: Transpose, ld: usize) -> (isize, isize) {
     }
 }
 
-/// Writes C ← β·C over the m×n elements of C (the whole GEMM when k = 0). β = 0 writes zeros.
+/// Writes C ← β·C over the m×n elements of every C of the batch (the whole GEMM when k = 0 or
+/// α = 0). β = 0 writes zeros.
 pub fn scale_c(problem: &GemmProblem, c: &mut [f32]) {
     let ldc = problem.ldc();
-    for row in 0..problem.m {
-        let row = &mut c[row * ldc..row * ldc + problem.n];
-        if problem.beta == 0.0 {
-            row.fill(0.0);
-        } else {
-            row.iter_mut().for_each(|x| *x *= problem.beta);
+    for index in 0..problem.batch {
+        let start = problem.offsets(index).2;
+        for row in 0..problem.m {
+            let row = &mut c[start + row * ldc..start + row * ldc + problem.n];
+            if problem.beta == 0.0 {
+                row.fill(0.0);
+            } else {
+                row.iter_mut().for_each(|x| *x *= problem.beta);
+            }
         }
     }
 }

@@ -3,10 +3,22 @@
 use crate::error::Result;
 use crate::problem::{op_strides, GemmProblem};
 
-/// `R = α·op(A)·op(B) + β·C` in f64, as a packed m×n row-major matrix (C read with its `ldc`).
-/// Inputs are widened to f64 and multiplied by the `gemm` crate's f64 kernels, so the only f32
-/// rounding in R is that of the inputs themselves.
+/// `R = α·op(A)·op(B) + β·C` in f64, as packed m×n row-major matrices, one after the other for a
+/// batch (C read with its `ldc` and batch stride). Inputs are widened to f64 and multiplied by the
+/// `gemm` crate's f64 kernels, so the only f32 rounding in R is that of the inputs themselves.
 pub fn reference_gemm(problem: &GemmProblem, a: &[f32], b: &[f32], c: &[f32]) -> Result<Vec<f64>> {
+    problem.check_lengths(a.len(), b.len(), c.len())?;
+    let single = problem.single();
+    let mut r = Vec::with_capacity(problem.batch * problem.m * problem.n);
+    for index in 0..problem.batch {
+        let (a_at, b_at, c_at) = problem.offsets(index);
+        r.extend(reference_one(&single, &a[a_at..], &b[b_at..], &c[c_at..])?);
+    }
+    Ok(r)
+}
+
+/// [`reference_gemm`] of one product.
+fn reference_one(problem: &GemmProblem, a: &[f32], b: &[f32], c: &[f32]) -> Result<Vec<f64>> {
     let extents = problem.check_lengths(a.len(), b.len(), c.len())?;
     let (m, n, k) = (problem.m, problem.n, problem.k);
     let beta = problem.beta as f64;
@@ -54,22 +66,25 @@ pub fn reference_gemm(problem: &GemmProblem, a: &[f32], b: &[f32], c: &[f32]) ->
     Ok(r)
 }
 
-/// `max|C − R| / max|R|` over the m×n elements (1 as the scale when R is all zeros).
-/// A non-finite element of C counts as an infinite error.
+/// `max|C − R| / max|R|` over the m×n elements of every C of the batch (1 as the scale when R is
+/// all zeros). A non-finite element of C counts as an infinite error.
 pub fn max_relative_error(problem: &GemmProblem, c: &[f32], r: &[f64]) -> f64 {
     let (m, n, ldc) = (problem.m, problem.n, problem.ldc());
     let scale = r.iter().fold(0.0f64, |acc, x| acc.max(x.abs()));
     let scale = if scale > 0.0 { scale } else { 1.0 };
     let mut worst = 0.0f64;
-    for row in 0..m {
-        for col in 0..n {
-            let got = c[row * ldc + col];
-            let diff = if got.is_finite() {
-                (got as f64 - r[row * n + col]).abs()
-            } else {
-                f64::INFINITY
-            };
-            worst = worst.max(diff);
+    for index in 0..problem.batch {
+        let (c_at, r_at) = (problem.offsets(index).2, index * m * n);
+        for row in 0..m {
+            for col in 0..n {
+                let got = c[c_at + row * ldc + col];
+                let diff = if got.is_finite() {
+                    (got as f64 - r[r_at + row * n + col]).abs()
+                } else {
+                    f64::INFINITY
+                };
+                worst = worst.max(diff);
+            }
         }
     }
     worst / scale

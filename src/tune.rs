@@ -139,7 +139,11 @@ pub fn measure_shapes(
         .map(|&shape| {
             (
                 shape,
-                candidates(engine.backends(), target, &shape.problem()),
+                candidates(
+                    engine.backends(),
+                    target,
+                    &shape.problem().with_packed_batch(config.batch),
+                ),
             )
         })
         .collect();
@@ -159,7 +163,7 @@ pub fn measure_shapes(
             });
             break;
         }
-        let problem = shape.problem();
+        let problem = shape.problem().with_packed_batch(config.batch);
         let mut operands = Operands::random(&problem, 42)?;
         for choice in choices {
             let device = &choice.backend.info().name;
@@ -432,7 +436,7 @@ mod tests {
                 reps: 1,
                 min_reps: 1,
                 budget_seconds: 0.0,
-                resident_chain: 0,
+                ..BenchConfig::default()
             },
             budget: None,
             train,

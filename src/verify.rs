@@ -25,6 +25,9 @@ pub struct VerifyCase {
     pub beta: f32,
     /// Extra elements at the end of every stored row of A, B and C (0 = packed).
     pub ld_pad: usize,
+    /// Products in a strided batch (1: one GEMM); their matrices lie `ld_pad` elements beyond
+    /// packed apart.
+    pub batch: usize,
 }
 
 impl VerifyCase {
@@ -37,20 +40,28 @@ impl VerifyCase {
             alpha: 1.0,
             beta: 0.0,
             ld_pad: 0,
+            batch: 1,
         }
     }
 
-    /// The GEMM of this case, every leading dimension padded by `ld_pad`.
+    /// The GEMM of this case, every leading dimension (and batch stride) padded by `ld_pad`.
     pub fn problem(&self) -> GemmProblem {
         let packed = self
             .shape
             .problem()
             .with_transpose(self.trans_a, self.trans_b)
             .with_scalars(self.alpha, self.beta);
-        packed.with_leading_dims(
+        let padded = packed.with_leading_dims(
             packed.lda() + self.ld_pad,
             packed.ldb() + self.ld_pad,
             packed.ldc() + self.ld_pad,
+        );
+        let strides = padded.with_packed_batch(self.batch);
+        padded.with_batch(
+            self.batch,
+            strides.stride_a() + self.ld_pad,
+            strides.stride_b() + self.ld_pad,
+            strides.stride_c() + self.ld_pad,
         )
     }
 }
@@ -83,6 +94,8 @@ pub struct VerifyReport {
     pub beta: f32,
     /// Extra elements at the end of every stored row of A, B and C (0 = packed).
     pub ld_pad: usize,
+    /// Products in the strided batch.
+    pub batch: usize,
     /// The seed of the random inputs ([`verify_seeded`] reproduces them).
     pub seed: u64,
     /// `max|C − R| / max|R|` against the f64 reference R; None when the run failed or C holds a
@@ -90,7 +103,8 @@ pub struct VerifyReport {
     pub max_rel_error: Option<f64>,
     /// The largest relative error that passes, from K ([`tolerance`]).
     pub tolerance: f64,
-    /// Whether every element of C outside the m×n result (row padding) kept its poison.
+    /// Whether every element of C outside the m×n results (padding between rows and matrices)
+    /// kept its poison.
     pub padding_intact: bool,
     /// Whether the error is below the tolerance and the padding is intact.
     pub pass: bool,
@@ -113,33 +127,35 @@ pub fn fill_random(rng: &mut impl Rng, values: &mut [f32]) {
         .for_each(|x| *x = rng.random_range(-1.0..=1.0));
 }
 
-/// Random inputs for `problem`: A and B random where the problem reads them and NaN in their row
-/// padding; C random where β ≠ 0 reads it and NaN everywhere else, so an element the kernel fails
-/// to write, or writes from padding, shows up as NaN.
+/// Random inputs for `problem`: A and B random where the problem reads them and NaN in their
+/// padding (between rows and between a batch's matrices); C random where β ≠ 0 reads it and NaN
+/// everywhere else, so an element the kernel fails to write, or writes from padding, shows up as
+/// NaN.
 pub fn random_inputs(problem: &GemmProblem, rng: &mut impl Rng) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let extents = problem.extents().expect("verify cases are valid problems");
-    let matrix = |rng: &mut _, len: usize, rows: usize, cols: usize, ld: usize, fill: bool| {
-        let mut data = vec![f32::NAN; len];
-        if fill {
-            for row in 0..rows {
-                fill_random(rng, &mut data[row * ld..row * ld + cols]);
-            }
-        }
-        data
-    };
+    let (mut a, mut b, mut c) = (
+        vec![f32::NAN; extents.a],
+        vec![f32::NAN; extents.b],
+        vec![f32::NAN; extents.c],
+    );
     let (ar, ac) = problem.stored_a();
     let (br, bc) = problem.stored_b();
-    let a = matrix(rng, extents.a, ar, ac, problem.lda(), true);
-    let b = matrix(rng, extents.b, br, bc, problem.ldb(), true);
-    let c = matrix(
-        rng,
-        extents.c,
-        problem.m,
-        problem.n,
-        problem.ldc(),
-        problem.beta != 0.0,
-    );
+    for index in 0..problem.batch {
+        let (a_at, b_at, c_at) = problem.offsets(index);
+        fill_rows(rng, &mut a[a_at..], ar, ac, problem.lda());
+        fill_rows(rng, &mut b[b_at..], br, bc, problem.ldb());
+        if problem.beta != 0.0 {
+            fill_rows(rng, &mut c[c_at..], problem.m, problem.n, problem.ldc());
+        }
+    }
     (a, b, c)
+}
+
+/// Fills the first `cols` elements of `rows` rows, `ld` apart, with random numbers.
+fn fill_rows(rng: &mut impl Rng, data: &mut [f32], rows: usize, cols: usize, ld: usize) {
+    for row in 0..rows {
+        fill_random(rng, &mut data[row * ld..row * ld + cols]);
+    }
 }
 
 /// Runs `kernel` of `backend` on `case` with fresh random data and judges it.
@@ -193,6 +209,7 @@ impl VerifyReport {
             alpha: problem.alpha,
             beta: problem.beta,
             ld_pad: case.ld_pad,
+            batch: problem.batch,
             seed,
             max_rel_error: None,
             tolerance: tolerance(problem.k),
@@ -226,11 +243,19 @@ fn judge(
     Ok(())
 }
 
-/// True when every element of C between column n and the row stride is still NaN.
+/// True when every element of C outside the m×n results of the batch is still NaN.
 fn padding_intact(problem: &GemmProblem, c: &[f32]) -> bool {
-    let (n, ldc) = (problem.n, problem.ldc());
-    c.chunks(ldc.max(1))
-        .all(|row| row.iter().skip(n).all(|x| x.is_nan()))
+    let mut result = vec![false; c.len()];
+    for index in 0..problem.batch {
+        let start = problem.offsets(index).2;
+        for row in 0..problem.m {
+            let at = start + row * problem.ldc();
+            result[at..at + problem.n].fill(true);
+        }
+    }
+    c.iter()
+        .zip(result)
+        .all(|(x, computed)| computed || x.is_nan())
 }
 
 #[cfg(test)]

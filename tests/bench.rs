@@ -15,6 +15,7 @@ fn measurements_are_consistent_for_every_backend() {
         min_reps: 3,
         budget_seconds: 5.0,
         resident_chain: 0,
+        batch: 1,
     };
     let mut backends = vec![cpu_backend()];
     backends.extend(wgpu_backends());
@@ -63,6 +64,7 @@ fn resident_chains_are_measured_on_every_backend() {
         min_reps: 1,
         budget_seconds: 0.0,
         resident_chain: 2,
+        batch: 1,
     };
     let mut backends = vec![cpu_backend()];
     backends.extend(wgpu_backends());
@@ -106,6 +108,7 @@ fn the_time_budget_cuts_repetitions_but_not_below_the_minimum() {
         min_reps: 3,
         budget_seconds: 0.0,
         resident_chain: 0,
+        batch: 1,
     };
     let mut operands = Operands::random(&problem, 2).unwrap();
     let m = measure(

@@ -1,20 +1,22 @@
 //! Every kernel of every backend (CPU, wgpu, OpenCL) against the f64 reference at odd shapes, both transposes, α = 0.5
-//! with β = 2 (C preloaded) and β = 0 (C poisoned with NaN), packed and padded leading dimensions.
+//! with β = 2 (C preloaded) and β = 0 (C poisoned with NaN), packed and padded leading dimensions,
+//! single GEMMs and strided batches.
 
 mod common;
 
 use common::scripted::ScriptedGpu;
-use common::{correctness_cases, cpu_backend, ocl_backends, wgpu_backends};
+use common::{batched_cases, correctness_cases, cpu_backend, ocl_backends, wgpu_backends};
 use std::sync::Arc;
 use tilegemm::verify::verify;
 use tilegemm::Backend;
 
-/// Verifies `kernel` on each backend over the whole case matrix; lists every failure.
+/// Verifies `kernel` on each backend over the whole case matrix, batches included; lists every
+/// failure.
 fn check_kernel(backends: &[Arc<dyn Backend>], kernel: &str) {
     let mut failures = Vec::new();
     let mut checked = 0;
     for backend in backends {
-        for case in correctness_cases() {
+        for case in correctness_cases().into_iter().chain(batched_cases()) {
             let report = verify(backend.as_ref(), kernel, &case);
             checked += 1;
             if !report.pass {

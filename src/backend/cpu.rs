@@ -106,40 +106,101 @@ impl Backend for CpuBackend {
             scale_c(problem, c);
             return Ok(());
         }
-        let (a_rs, a_cs) = op_strides(problem.trans_a, problem.lda());
-        let (b_rs, b_cs) = op_strides(problem.trans_b, problem.ldb());
-        let parallelism = if problem.flops() / 2.0 >= PARALLEL_THRESHOLD && self.threads > 1 {
-            gemm::Parallelism::Rayon(self.threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: check_lengths proved every element addressed through these strides lies inside
-        // the slices, and C (written) does not alias A or B (borrowed immutably).
-        // The crate computes dst := alpha·dst + beta·lhs·rhs, so our β is its alpha and our α its beta;
-        // with read_dst false it never reads C (β = 0 overwrites NaN, as BLAS does).
-        unsafe {
-            gemm::gemm(
-                problem.m,
-                problem.n,
-                problem.k,
-                c.as_mut_ptr(),
-                1,
-                problem.ldc() as isize,
-                problem.beta != 0.0,
-                a.as_ptr(),
-                a_cs,
-                a_rs,
-                b.as_ptr(),
-                b_cs,
-                b_rs,
-                problem.beta,
-                problem.alpha,
-                false,
-                false,
-                false,
-                parallelism,
-            );
+        let single = problem.single();
+        let product_flops = single.flops();
+        let parallel = self.threads > 1 && product_flops / 2.0 >= PARALLEL_THRESHOLD;
+        let threads = self.threads.min(problem.batch);
+        if parallel || threads <= 1 {
+            // Large products (or one thread): one after the other, each on every core.
+            let parallelism = if parallel {
+                gemm::Parallelism::Rayon(self.threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            for index in 0..problem.batch {
+                let (a_at, b_at, c_at) = problem.offsets(index);
+                let (a, b, c) = (
+                    a[a_at..].as_ptr(),
+                    b[b_at..].as_ptr(),
+                    c[c_at..].as_mut_ptr(),
+                );
+                // SAFETY: check_lengths proved every product lies inside the slices, and C
+                // (borrowed mutably) does not alias A or B.
+                unsafe { raw_product(&single, a, b, c, parallelism) };
+            }
+            return Ok(());
         }
+        // Small products: the batch shared among threads, each product on one core.
+        let c_start = SendPtr(c.as_mut_ptr());
+        std::thread::scope(|scope| {
+            for thread in 0..threads {
+                let single = &single;
+                scope.spawn(move || {
+                    let c_start = c_start;
+                    for index in (thread..problem.batch).step_by(threads) {
+                        let (a_at, b_at, c_at) = problem.offsets(index);
+                        // SAFETY: check_lengths proved every product lies inside the slices, and
+                        // extents() that no two products' C elements overlap, so threads write
+                        // disjoint elements.
+                        unsafe {
+                            let c = c_start.0.add(c_at);
+                            raw_product(
+                                single,
+                                a[a_at..].as_ptr(),
+                                b[b_at..].as_ptr(),
+                                c,
+                                gemm::Parallelism::None,
+                            )
+                        };
+                    }
+                });
+            }
+        });
         Ok(())
     }
+}
+
+/// C's base pointer, sent to the threads that each write their own products of a batch.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the threads given it write disjoint elements (the batch's C matrices never overlap).
+unsafe impl Send for SendPtr {}
+
+/// `single` through the `gemm` crate on operands at these addresses.
+///
+/// # Safety
+/// Every element `single` addresses from each pointer must be valid, C's for writing, and C must
+/// not alias A or B.
+unsafe fn raw_product(
+    single: &GemmProblem,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    parallelism: gemm::Parallelism,
+) {
+    let (a_rs, a_cs) = op_strides(single.trans_a, single.lda());
+    let (b_rs, b_cs) = op_strides(single.trans_b, single.ldb());
+    // The crate computes dst := alpha·dst + beta·lhs·rhs, so our β is its alpha and our α its beta;
+    // with read_dst false it never reads C (β = 0 overwrites NaN, as BLAS does).
+    gemm::gemm(
+        single.m,
+        single.n,
+        single.k,
+        c,
+        1,
+        single.ldc() as isize,
+        single.beta != 0.0,
+        a,
+        a_cs,
+        a_rs,
+        b,
+        b_cs,
+        b_rs,
+        single.beta,
+        single.alpha,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }

@@ -10,7 +10,7 @@ use super::resident::{check_on, DeviceMatrix};
 use super::Backend;
 use crate::device::{Capabilities, DeviceInfo};
 use crate::error::{Error, Operand, Result};
-use crate::kernel::{catalogue, KernelSpec};
+use crate::kernel::{catalogue, Dispatch, KernelSpec};
 use crate::problem::{scale_c, Extents, GemmProblem, Transpose};
 use std::any::Any;
 use std::borrow::Cow;
@@ -47,13 +47,13 @@ pub trait GpuRuntime: Send + Sync + 'static {
     /// Copies `data` to the start of `buffer`. When this returns, `data` is no longer read: the
     /// caller may free it whatever happens next.
     fn write(&self, buffer: &mut Self::Buffer, data: &[f32]) -> Result<()>;
-    /// Queues the GEMM of `problem` on (A, B, C); with `timed`, the launch is timed on the device
-    /// where the device can.
+    /// Queues one launch of `spec` on (A, B, C), which span `extents`; with `timed`, the launch is
+    /// timed on the device where the device can.
     fn launch(
         &self,
         program: &Self::Program,
         spec: &KernelSpec,
-        problem: &GemmProblem,
+        dispatch: &Dispatch,
         extents: &Extents,
         buffers: [&Self::Buffer; 3],
         timed: bool,
@@ -280,8 +280,8 @@ impl<R: GpuRuntime> GpuBackend<R> {
 
     /// The host-slice GEMM, split into sub-GEMMs while it exceeds a limit a split can fix (an
     /// operand over the device's binding or buffer size or the kernels' 32-bit index, a grid over
-    /// the dispatch limit): halves of M (row panels of A and C), of N (column panels of B and C) or
-    /// of K (slabs, the second accumulated onto the first with β = 1). Each part is a view of the
+    /// the dispatch limit): halves of a batch, of M (row panels of A and C), of N (column panels of
+    /// B and C) or of K (slabs, the second accumulated onto the first with β = 1). Each part is a view of the
     /// caller's slices — offsets with the same leading dimensions — so nothing is copied on the
     /// host. With `timed`, the parts' kernel times are summed.
     fn run_split(
@@ -367,28 +367,47 @@ impl<R: GpuRuntime> GpuBackend<R> {
         if problem.beta != 0.0 {
             self.runtime.write(c_buffer, &c[..extents.c])?;
         }
-        let launch = self.runtime.launch(
-            &program,
-            spec,
-            problem,
-            extents,
-            [&*a_buffer, &*b_buffer, &*c_buffer],
-            timed,
-        )?;
-        let (n, ldc) = (problem.n, problem.ldc());
+        let buffers = [&*a_buffer, &*b_buffer, &*c_buffer];
+        let mut seconds = Some(0.0);
+        for dispatch in spec.dispatches(problem, self.max_layers()) {
+            let launch = self
+                .runtime
+                .launch(&program, spec, &dispatch, extents, buffers, timed)?;
+            if timed {
+                let ran = self.runtime.kernel_seconds(launch)?;
+                seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
+            }
+        }
         let c_valid = &mut c[..extents.c];
         self.runtime
             .read(c_buffer, extents.c, timeout_for(problem), &mut |data| {
-                if n == ldc {
-                    copy_parallel(c_valid, data);
-                    return;
-                }
-                // Only the n valid columns of each row: C's padding between rows stays as it was.
-                for (row_out, row_in) in c_valid.chunks_mut(ldc).zip(data.chunks(ldc)) {
-                    row_out[..n].copy_from_slice(&row_in[..n]);
-                }
+                copy_valid(problem, c_valid, data)
             })?;
-        self.runtime.kernel_seconds(launch)
+        Ok(seconds.filter(|_| timed))
+    }
+
+    /// Workgroup layers (products of a batch) one launch may have.
+    fn max_layers(&self) -> u32 {
+        self.runtime.capabilities().max_workgroups_per_dimension
+    }
+}
+
+/// Copies the elements of C that `problem` computes from `data` (C's buffer, as long as `c`): the
+/// n valid columns of each row of each product, so C's padding between rows and between the
+/// matrices of a batch stays as it was; one parallel copy when C is packed.
+fn copy_valid(problem: &GemmProblem, c: &mut [f32], data: &[f32]) {
+    let (m, n, ldc) = (problem.m, problem.n, problem.ldc());
+    let packed = n == ldc && (problem.batch == 1 || problem.stride_c() == m * n);
+    if packed {
+        copy_parallel(c, data);
+        return;
+    }
+    for index in 0..problem.batch {
+        let start = problem.offsets(index).2;
+        for row in 0..m {
+            let at = start + row * ldc;
+            c[at..at + n].copy_from_slice(&data[at..at + n]);
+        }
     }
 }
 
@@ -400,13 +419,14 @@ struct Part {
     c_offset: usize,
 }
 
-/// `problem` cut in two along a dimension that shrinks what is over `fitting` elements: K when A
-/// and B both are (each slab shrinks both), M for A (else K), N for B (else K), otherwise (C, the
+/// `problem` cut in two along a dimension that shrinks what is over `fitting` elements: the batch
+/// when there is more than one product (halves of it, same strides), else K when A and B both are (each slab shrinks both), M for A (else K), N for B (else K), otherwise (C, the
 /// grid, a size over the 32-bit index) the largest of M, N and K. The second K slab adds onto the
 /// first (β = 1). None when no dimension can be halved.
 fn split(problem: &GemmProblem, extents: &Extents, fitting: u64) -> Option<(Part, Part)> {
     #[derive(PartialEq)]
     enum Cut {
+        Batch,
         M,
         N,
         K,
@@ -414,11 +434,13 @@ fn split(problem: &GemmProblem, extents: &Extents, fitting: u64) -> Option<(Part
     let over = |elements: usize| elements as u64 > fitting;
     let (m, n, k) = (problem.m, problem.n, problem.k);
     let halvable = |cut: &Cut| match cut {
+        Cut::Batch => problem.batch > 1,
         Cut::M => m > 1,
         Cut::N => n > 1,
         Cut::K => k > 1,
     };
     let preferred = match (over(extents.a), over(extents.b)) {
+        _ if problem.batch > 1 => vec![Cut::Batch],
         (true, true) => vec![Cut::K, Cut::M, Cut::N],
         (true, false) => vec![Cut::M, Cut::K],
         (false, true) => vec![Cut::N, Cut::K],
@@ -440,7 +462,25 @@ fn split(problem: &GemmProblem, extents: &Extents, fitting: u64) -> Option<(Part
         c_offset: offsets.2,
     };
     let beta = problem.beta;
-    if cut == Cut::K {
+    if cut == Cut::Batch {
+        let half = problem.batch / 2;
+        let (a_offset, b_offset, c_offset) = problem.offsets(half);
+        let batch = |count| Part {
+            problem: problem.sub_batch(count),
+            a_offset: 0,
+            b_offset: 0,
+            c_offset: 0,
+        };
+        Some((
+            batch(half),
+            Part {
+                a_offset,
+                b_offset,
+                c_offset,
+                ..batch(problem.batch - half)
+            },
+        ))
+    } else if cut == Cut::K {
         let half = k / 2;
         let a_offset = if a_transposed { half * lda } else { half };
         let b_offset = if b_transposed { half } else { half * ldb };
@@ -559,8 +599,10 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         let program = self.program(&spec, problem.trans_a, problem.trans_b)?;
         let (a, b) = (a.storage::<R::Buffer>()?, b.storage::<R::Buffer>()?);
         let c = c.storage_mut::<R::Buffer>()?;
-        self.runtime
-            .launch(&program, &spec, problem, &extents, [a, b, &*c], false)?;
+        for dispatch in spec.dispatches(problem, self.max_layers()) {
+            self.runtime
+                .launch(&program, &spec, &dispatch, &extents, [a, b, &*c], false)?;
+        }
         Ok(())
     }
 

@@ -45,7 +45,7 @@ impl Selection {
     }
 }
 
-/// α, β and transposes of a problem.
+/// α, β, transposes and batch of a problem.
 #[derive(Args)]
 pub struct Scalars {
     /// Use op(A) = Aᵀ.
@@ -58,6 +58,10 @@ pub struct Scalars {
     pub alpha: Option<f32>,
     #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f32>,
+    /// Products per call: a strided batch of this many GEMMs of the shape, stored one after the
+    /// other (1: a plain GEMM).
+    #[arg(long, default_value_t = 1, value_parser = batch())]
+    pub batch: usize,
 }
 
 /// The shapes a command runs on.
@@ -94,6 +98,11 @@ pub fn seconds(text: &str) -> Result<f64, String> {
         )),
         Err(e) => Err(format!("{text}: {e}")),
     }
+}
+
+/// A batch count on the command line: 1 to 2²⁴.
+pub fn batch() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=1 << 24)
 }
 
 /// Padding of leading dimensions on the command line: at most 2²⁰ elements, so padded sizes

@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// end) for every pair: a second table, beside the kernel's own throughput.
     #[arg(long, default_value_t = 0)]
     chain: usize,
+    /// Products per call: time strided batches of this many GEMMs of each shape, stored one
+    /// after the other (1: plain GEMMs).
+    #[arg(long, default_value_t = 1, value_parser = super::args::batch())]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -75,6 +79,7 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         reps: args.reps,
         budget_seconds: args.max_seconds,
         resident_chain: args.chain,
+        batch: args.batch,
         ..BenchConfig::default()
     };
     let batches: Vec<&[Shape]> = if args.fresh_engine || args.pause > 0.0 {
@@ -136,7 +141,7 @@ fn read_optional_reference(path: Option<&Path>) -> anyhow::Result<Vec<ReferenceP
 fn reference_at(reference: &[ReferencePoint], m: &Measurement) -> Option<f64> {
     reference
         .iter()
-        .find(|r| (r.m, r.n, r.k) == (m.m, m.n, m.k))
+        .find(|r| (r.batch, r.m, r.n, r.k) == (m.batch, m.m, m.n, m.k))
         .map(|r| r.gflops)
 }
 
@@ -166,7 +171,7 @@ fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint])
             m.backend.clone(),
             m.api.clone(),
             m.kernel.clone(),
-            format!("{}x{}x{}", m.m, m.n, m.k),
+            super::shape_label(m.batch, m.m, m.n, m.k),
             format!("{:.3}", m.kernel_seconds * 1e3),
             super::gflops(m.gflops),
             format!("{:.3}", m.end_to_end_seconds * 1e3),
@@ -181,7 +186,7 @@ fn print_bench_table(measurements: &[Measurement], reference: &[ReferencePoint])
             "-".into(),
             "-".into(),
             "-".into(),
-            format!("{}x{}x{}", r.m, r.n, r.k),
+            super::shape_label(r.batch, r.m, r.n, r.k),
             "-".into(),
             format!("{:.1}", r.gflops),
         ]);
@@ -213,7 +218,7 @@ fn print_resident_table(measurements: &[Measurement], chain: usize) {
         rows.add_row(vec![
             m.device.clone(),
             m.kernel.clone(),
-            format!("{}x{}x{}", m.m, m.n, m.k),
+            super::shape_label(m.batch, m.m, m.n, m.k),
             super::gflops(m.gflops),
             super::gflops(gflops),
             format!("{:.1}", 100.0 * gflops / m.gflops),

@@ -18,6 +18,9 @@ use tilegemm::bench::Measurement;
 #[derive(Clone, Debug, Deserialize)]
 pub struct ReferencePoint {
     pub library: String,
+    /// Products per call of a batched reference (1 where the file does not say).
+    #[serde(default = "one")]
+    pub batch: usize,
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -218,4 +221,9 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(text)?;
     root.present().map_err(text)
+}
+
+/// The batch of a reference point that does not say.
+fn one() -> usize {
+    1
 }

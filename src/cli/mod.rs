@@ -58,6 +58,15 @@ fn gflops(value: f64) -> String {
     format!("{value:.digits$}")
 }
 
+/// A problem's shape as the tables print it: `MxNxK`, or `B×MxNxK` for a batch of B products.
+fn shape_label(batch: usize, m: usize, n: usize, k: usize) -> String {
+    if batch == 1 {
+        format!("{m}x{n}x{k}")
+    } else {
+        format!("{batch}×{m}x{n}x{k}")
+    }
+}
+
 /// Exit status 0 when every case passed or every measurement succeeded, else 1.
 fn exit_code(all_passed: bool) -> ExitCode {
     if all_passed {

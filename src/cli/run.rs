@@ -44,7 +44,8 @@ pub fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_scalars(
             args.scalars.alpha.unwrap_or(1.0),
             args.scalars.beta.unwrap_or(0.0),
-        );
+        )
+        .with_packed_batch(args.scalars.batch);
     // The operands, C's copy and the f64 reference (two floats' worth per element of C at most).
     check_host_memory(&problem, 4)?;
     let target = args.selection.target();
@@ -69,11 +70,12 @@ pub fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let error = max_relative_error(&problem, &c, &reference);
     let pass = error < tolerance(problem.k);
     println!(
-        "{} on {} ({}) {}: {shape} in {:.3} ms (median of {}, end to end) = {:.1} GFLOPS; max_rel_error {:.2e} ({})",
+        "{} on {} ({}) {}: {} in {:.3} ms (median of {}, end to end) = {:.1} GFLOPS; max_rel_error {:.2e} ({})",
         choice.kernel,
         info.backend,
         info.api,
         info.name,
+        super::shape_label(problem.batch, shape.m, shape.n, shape.k),
         median * 1e3,
         times.len(),
         problem.flops() / median / 1e9,

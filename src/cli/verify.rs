@@ -50,6 +50,7 @@ pub fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 alpha,
                 beta,
                 ld_pad: args.ld_pad,
+                batch: args.scalars.batch,
             };
             let problem = case.problem();
             problem
@@ -127,7 +128,7 @@ fn print_reports(reports: &[VerifyReport]) {
             r.backend.clone(),
             r.device.clone(),
             r.kernel.clone(),
-            format!("{}x{}x{}", r.m, r.n, r.k),
+            super::shape_label(r.batch, r.m, r.n, r.k),
             format!(
                 "{}{}",
                 if r.trans_a { "T" } else { "N" },

@@ -204,6 +204,7 @@ impl TileParams {
         );
         let _ = writeln!(w, "@compute @workgroup_size({wx}, {wy}, 1)");
         w.push_str("fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {\n");
+        w.push_str("    enter_batch(group.z);\n");
         if group_m > 0 {
             // Grouped order: linear id → bands of group_m tile-rows, walked column by column.
             let _ = writeln!(w, "    let groups_n = (params.n + {}u) / {bn}u;", bn - 1);

@@ -15,7 +15,7 @@ mod seed;
 mod spec;
 
 pub use family::{Staging, TileParams, FAMILY};
-pub use spec::{KernelSpec, Params, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE};
+pub use spec::{Dispatch, KernelSpec, Params, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE};
 
 use std::sync::OnceLock;
 

@@ -98,6 +98,42 @@ impl KernelSpec {
             (m as u64).div_ceil(self.tile_m as u64),
         )
     }
+
+    /// The launches of `problem`, whose grid the caller has checked against the device along x
+    /// and y: one layer of workgroups per product of the batch, in launches of at most
+    /// `max_layers` layers.
+    pub fn dispatches(
+        &self,
+        problem: &GemmProblem,
+        max_layers: u32,
+    ) -> impl Iterator<Item = Dispatch> {
+        let (groups_x, groups_y) = self.dispatch(problem.m, problem.n);
+        let params = Params::of(problem);
+        let batch = problem.batch as u32;
+        (0..batch)
+            .step_by(max_layers.max(1) as usize)
+            .map(move |first| Dispatch {
+                params: Params {
+                    first_batch: first,
+                    ..params
+                },
+                groups: [
+                    groups_x as u32,
+                    groups_y as u32,
+                    (batch - first).min(max_layers.max(1)),
+                ],
+            })
+    }
+}
+
+/// One launch of a kernel: the uniform (OpenCL: the arguments) and the grid of workgroups, x along
+/// N, y along M, z the products of the batch from `params.first_batch` on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dispatch {
+    /// What the kernel reads.
+    pub params: Params,
+    /// Workgroups along x, y and z.
+    pub groups: [u32; 3],
 }
 
 /// The problem as a WGSL kernel reads it at binding 3: field for field the prelude's
@@ -121,12 +157,22 @@ pub struct Params {
     pub alpha: f32,
     /// β, the scale of the incoming C (0: C is not read).
     pub beta: f32,
+    /// Elements from one product's A to the next (0: one A for every product).
+    pub stride_a: u32,
+    /// Elements from one product's B to the next (0: one B for every product).
+    pub stride_b: u32,
+    /// Elements from one product's C to the next.
+    pub stride_c: u32,
+    /// The product that workgroup layer 0 computes.
+    pub first_batch: u32,
 }
 
 impl Params {
-    /// The uniform of `problem`, whose sizes the backend has checked to fit in u32
-    /// (`check_gpu_limits`).
+    /// The uniform of `problem` from its first product, whose sizes the backend has checked to
+    /// fit in u32 (a batch's strides too, where it has more than one product).
     pub fn of(problem: &GemmProblem) -> Self {
+        // A single product never moves by its strides: they may be anything.
+        let stride = |s: usize| if problem.batch > 1 { s as u32 } else { 0 };
         Params {
             m: problem.m as u32,
             n: problem.n as u32,
@@ -136,6 +182,10 @@ impl Params {
             ldc: problem.ldc() as u32,
             alpha: problem.alpha,
             beta: problem.beta,
+            stride_a: stride(problem.stride_a()),
+            stride_b: stride(problem.stride_b()),
+            stride_c: stride(problem.stride_c()),
+            first_batch: 0,
         }
     }
 }
@@ -158,7 +208,31 @@ mod tests {
             ldc: 11,
             alpha: 0.5,
             beta: 2.0,
+            stride_a: 0,
+            stride_b: 0,
+            stride_c: 0,
+            first_batch: 0,
         };
         assert_eq!(Params::of(&problem), expected);
+        let batched = problem.with_batch(3, 0, 70, 66);
+        let strides = Params::of(&batched);
+        assert_eq!(
+            (strides.stride_a, strides.stride_b, strides.stride_c),
+            (0, 70, 66)
+        );
+    }
+
+    #[test]
+    fn a_batch_over_the_grid_limit_runs_in_several_launches() {
+        let spec = crate::kernel::find("tile16").unwrap();
+        let problem = GemmProblem::new(20, 40, 3).with_packed_batch(5);
+        let launches: Vec<Dispatch> = spec.dispatches(&problem, 2).collect();
+        let layers: Vec<(u32, u32)> = launches
+            .iter()
+            .map(|d| (d.params.first_batch, d.groups[2]))
+            .collect();
+        assert_eq!(layers, [(0, 2), (2, 2), (4, 1)]);
+        assert!(launches.iter().all(|d| d.groups[..2] == [3, 2]));
+        assert_eq!(spec.dispatches(&problem.with_packed_batch(0), 2).count(), 0);
     }
 }

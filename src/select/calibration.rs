@@ -189,7 +189,7 @@ fn time(backend: &dyn Backend, kernel: &str, problem: &GemmProblem) -> Result<(f
         reps: 3,
         min_reps: 2,
         budget_seconds: 0.05,
-        resident_chain: 0,
+        ..BenchConfig::default()
     };
     let mut operands = Operands::random(problem, 7)?;
     let m = measure(backend, kernel, problem, &mut operands, &config)?;

@@ -2,7 +2,7 @@
 //!
 //! m, n and k are bucketed in quarter octaves (sizes within ~19% of each other share a bucket:
 //! `round(4·log2(x))`), alongside the transposes, whether every leading dimension is a multiple of 4
-//! (the kernels' 16-byte load path) and the caller's target. The first shape ranked in a bucket
+//! (the kernels' 16-byte load path), the batch (quarter octaves too) and the caller's target. The first shape ranked in a bucket
 //! decides for the bucket. A shape measured exactly on this host keys on its exact sizes, so its
 //! measurement is never overridden by a neighbour's decision. At most `capacity` decisions are kept;
 //! past it the least recently used eighth is dropped.
@@ -20,6 +20,8 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 pub struct DecisionKey {
     /// Exact sizes (a measured shape) or bucket numbers.
     dims: [u64; 3],
+    /// The bucket of the batch count.
+    batch: u64,
     exact: bool,
     transposes: (Transpose, Transpose),
     aligned: bool,
@@ -43,6 +45,7 @@ impl DecisionKey {
         let sizes = [problem.m, problem.n, problem.k];
         DecisionKey {
             dims: sizes.map(|s| if exact { s as u64 } else { bucket(s) }),
+            batch: bucket(problem.batch),
             exact,
             transposes: (problem.trans_a, problem.trans_b),
             aligned: [problem.lda(), problem.ldb(), problem.ldc()]
@@ -148,6 +151,14 @@ mod tests {
         assert_ne!(
             DecisionKey::new(&a, &target, false),
             DecisionKey::new(&unaligned, &target, false)
+        );
+        assert_ne!(
+            DecisionKey::new(&a, &target, false),
+            DecisionKey::new(&a.with_packed_batch(8), &target, false)
+        );
+        assert_eq!(
+            DecisionKey::new(&a.with_packed_batch(60), &target, false),
+            DecisionKey::new(&a.with_packed_batch(64), &target, false)
         );
     }
 }

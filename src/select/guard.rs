@@ -133,6 +133,7 @@ impl Guard {
             alpha,
             beta,
             ld_pad: 0,
+            batch: 1,
         };
         let seed = rand::random();
         let report = verify_checked(choice.backend.as_ref(), &choice.kernel, &case, seed)?;

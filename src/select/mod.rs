@@ -207,10 +207,15 @@ impl Selector {
 
     /// The decision bucket of `problem` under `target`.
     fn key(&self, target: &Target, problem: &GemmProblem) -> DecisionKey {
-        let exact = self
-            .measured_shapes
-            .contains(&(problem.m, problem.n, problem.k));
-        DecisionKey::new(problem, target, exact)
+        DecisionKey::new(problem, target, self.is_measured(problem))
+    }
+
+    /// Whether `problem` is a single GEMM of a shape some database measured exactly.
+    fn is_measured(&self, problem: &GemmProblem) -> bool {
+        problem.batch == 1
+            && self
+                .measured_shapes
+                .contains(&(problem.m, problem.n, problem.k))
     }
 
     /// Makes candidate `winner` of `selection` (an index into its order) the bucket's decision,
@@ -450,10 +455,7 @@ impl Selector {
         problem: &GemmProblem,
     ) -> Result<Arc<Selection>> {
         let info = device.info();
-        let exact = self
-            .measured_shapes
-            .contains(&(problem.m, problem.n, problem.k));
-        let key = DecisionKey::resident(problem, &info.key, exact);
+        let key = DecisionKey::resident(problem, &info.key, self.is_measured(problem));
         if let Some(found) = self.lock_decisions().get(&key) {
             return Ok(found);
         }
@@ -463,6 +465,7 @@ impl Selector {
         if prior.is_empty() {
             return Err(why_no_candidate(&devices, &target, problem));
         }
+        let problem = &ranked_as(problem);
         let shape = Shape::new(problem.m, problem.n, problem.k);
         let database = self.databases.get(&info.key);
         let calibration = self.calibration(device.as_ref());
@@ -508,6 +511,8 @@ impl Selector {
         if prior.is_empty() {
             return Err(why_no_candidate(&self.devices, target, problem));
         }
+        let key = self.key(target, problem);
+        let problem = &ranked_as(problem);
         let mut ranked: Vec<(Choice, Candidate)> = prior
             .into_iter()
             .map(|choice| {
@@ -516,8 +521,20 @@ impl Selector {
             })
             .collect();
         self.correct_by_measurements(&mut ranked, problem);
-        Ok(Selection::of_ranked(ranked, self.key(target, problem)))
+        Ok(Selection::of_ranked(ranked, key))
     }
+}
+
+/// The single GEMM whose estimates stand for `problem`'s: a batch of B products of m×n×k is ranked
+/// as one (B·m)×n×k GEMM — the same workgroups and floating-point operations, each product's B
+/// read once more (estimates of a batch are approximate until on-line tuning has timed it).
+fn ranked_as(problem: &GemmProblem) -> GemmProblem {
+    if problem.batch == 1 {
+        return *problem;
+    }
+    GemmProblem::new(problem.m * problem.batch, problem.n, problem.k)
+        .with_transpose(problem.trans_a, problem.trans_b)
+        .with_scalars(problem.alpha, problem.beta)
 }
 
 /// For every device of `backends`, its database merged over `sources` (later ones add their rows

@@ -92,6 +92,7 @@ pub fn correctness_cases() -> Vec<VerifyCase> {
                             alpha,
                             beta,
                             ld_pad,
+                            batch: 1,
                         });
                     }
                 }
@@ -99,6 +100,18 @@ pub fn correctness_cases() -> Vec<VerifyCase> {
         }
     }
     cases
+}
+
+/// Strided batches for every kernel: three products whose matrices lie one element beyond packed
+/// apart (and rows padded by one), at odd shapes, every transpose, β = 0 (C poisoned) and β = 2.
+pub fn batched_cases() -> Vec<VerifyCase> {
+    correctness_cases()
+        .into_iter()
+        .filter(|case| {
+            case.ld_pad == 1 && ["7x13x5", "35x67x19"].contains(&case.shape.to_string().as_str())
+        })
+        .map(|case| VerifyCase { batch: 3, ..case })
+        .collect()
 }
 
 /// A fresh, empty folder for one test.
@@ -126,6 +139,7 @@ pub fn measurement(
         m: size,
         n: size,
         k: size,
+        batch: 1,
         kernel_seconds: 1e-3,
         kernel_seconds_min: 1e-3,
         kernel_seconds_max: 1e-3,

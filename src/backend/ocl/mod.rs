@@ -8,8 +8,8 @@
 use super::gpu::{copy_parallel, GpuBackend, GpuRuntime};
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernel::KernelSpec;
-use crate::problem::{Extents, GemmProblem, Transpose};
+use crate::kernel::{Dispatch, KernelSpec};
+use crate::problem::{Extents, Transpose};
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
 use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
@@ -328,7 +328,7 @@ impl GpuRuntime for OclRuntime {
         &self,
         program: &Arc<OclProgram>,
         spec: &KernelSpec,
-        problem: &GemmProblem,
+        dispatch: &Dispatch,
         _extents: &Extents,
         buffers: [&OclBuffer; 3],
         _timed: bool,
@@ -338,30 +338,43 @@ impl GpuRuntime for OclRuntime {
         // SAFETY: the arguments match the signature of kernels_cl/ one for one, and the buffers
         // hold the problem's extents (checked by the shared path).
         unsafe {
+            let p = &dispatch.params;
             let args = (|| {
-                gemm.set_arg(0, &(problem.m as cl_uint))?;
-                gemm.set_arg(1, &(problem.n as cl_uint))?;
-                gemm.set_arg(2, &(problem.k as cl_uint))?;
-                gemm.set_arg(3, &problem.alpha)?;
+                gemm.set_arg(0, &(p.m as cl_uint))?;
+                gemm.set_arg(1, &(p.n as cl_uint))?;
+                gemm.set_arg(2, &(p.k as cl_uint))?;
+                gemm.set_arg(3, &p.alpha)?;
                 gemm.set_arg(4, &a.memory.get())?;
                 gemm.set_arg(5, &b.memory.get())?;
-                gemm.set_arg(6, &problem.beta)?;
+                gemm.set_arg(6, &p.beta)?;
                 gemm.set_arg(7, &c.memory.get())?;
-                gemm.set_arg(8, &(problem.lda() as cl_uint))?;
-                gemm.set_arg(9, &(problem.ldb() as cl_uint))?;
-                gemm.set_arg(10, &(problem.ldc() as cl_uint))
+                for (index, value) in [
+                    p.lda,
+                    p.ldb,
+                    p.ldc,
+                    p.stride_a,
+                    p.stride_b,
+                    p.stride_c,
+                    p.first_batch,
+                ]
+                .iter()
+                .enumerate()
+                {
+                    gemm.set_arg(8 + index as cl_uint, value as &cl_uint)?;
+                }
+                Ok(())
             })();
-            args.map_err(|e| Error::device(&self.info.name, "setting kernel arguments", e))?;
-            let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
-            let global = [
-                groups_x as usize * spec.workgroup[0] as usize,
-                groups_y as usize * spec.workgroup[1] as usize,
-            ];
-            let local = [spec.workgroup[0] as usize, spec.workgroup[1] as usize];
+            args.map_err(|e: opencl3::error_codes::ClError| {
+                Error::device(&self.info.name, "setting kernel arguments", e)
+            })?;
+            let [x, y, z] = dispatch.groups.map(|g| g as usize);
+            let [wx, wy] = spec.workgroup.map(|w| w as usize);
+            let global = [x * wx, y * wy, z];
+            let local = [wx, wy, 1];
             self.queue
                 .enqueue_nd_range_kernel(
                     gemm.get(),
-                    2,
+                    3,
                     std::ptr::null(),
                     global.as_ptr(),
                     local.as_ptr(),

@@ -9,8 +9,8 @@
 use super::gpu::{copy_chunk, padded_bytes, GpuBackend, GpuRuntime, PARALLEL_COPY_ELEMENTS};
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernel::{KernelSpec, Params};
-use crate::problem::{Extents, GemmProblem, Transpose};
+use crate::kernel::{Dispatch, KernelSpec, Params};
+use crate::problem::{Extents, Transpose};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -550,7 +550,7 @@ impl GpuRuntime for WgpuRuntime {
         &self,
         pipeline: &wgpu::ComputePipeline,
         spec: &KernelSpec,
-        problem: &GemmProblem,
+        dispatch: &Dispatch,
         extents: &Extents,
         buffers: [&wgpu::Buffer; 3],
         timed: bool,
@@ -560,7 +560,7 @@ impl GpuRuntime for WgpuRuntime {
         let (params, written) = &mut *guard;
         // A chain of GEMMs of one shape reuses the uniform as it is: `write_buffer` stages every
         // write through a fresh allocation.
-        let wanted = Params::of(problem);
+        let wanted = dispatch.params;
         if *written != Some(wanted) {
             self.queue
                 .write_buffer(params, 0, bytemuck::bytes_of(&wanted));
@@ -578,7 +578,6 @@ impl GpuRuntime for WgpuRuntime {
                     bind(3, params, std::mem::size_of::<Params>() as u64),
                 ],
             });
-            let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
             let mut encoder = self.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -587,7 +586,8 @@ impl GpuRuntime for WgpuRuntime {
                 });
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(groups_x as u32, groups_y as u32, 1);
+                let [x, y, z] = dispatch.groups;
+                pass.dispatch_workgroups(x, y, z);
             }
             if let Some(ts) = timestamps {
                 encoder.resolve_query_set(&ts.queries, 0..2, &ts.resolve, 0);
