@@ -35,13 +35,22 @@ inline float elem(__global const float* X, uint row, uint col, uint rows, uint c
     return row < rows && col < cols ? X[(size_t)row * ld + col] : 0.0f;
 }
 
-// Elements (row, col..col+4) of the same, 0 outside it. A quad wholly inside is read with vload4
-// (which, unlike WGSL's vec4 arrays, needs no 16-byte alignment); an edge quad element by element.
+// Elements (row, col..col+4) of the same, 0 outside it. A quad wholly inside is one 16-byte load
+// where its address is 16-byte aligned, else vload4 (which needs no alignment, and so compiles to
+// four loads); an edge quad element by element.
 inline float4 quad(__global const float* X, uint row, uint col, uint rows, uint cols, uint ld) {
-    if (row < rows && col + 3 < cols) return vload4(0, X + (size_t)row * ld + col);
+    if (row < rows && col + 3 < cols) {
+        __global const float* at = X + (size_t)row * ld + col;
+        return ((size_t)at & 15) == 0 ? *(__global const float4*)at : vload4(0, at);
+    }
     return (float4)(elem(X, row, col, rows, cols, ld), elem(X, row, col + 1, rows, cols, ld),
                     elem(X, row, col + 2, rows, cols, ld), elem(X, row, col + 3, rows, cols, ld));
 }
+
+// The quads of A and B as stored, by the kernel's argument names (as WGSL kernels read `params`):
+// what the generated family loads through.
+#define quad_a(row, col) quad(A, row, col, TRANS_A ? K : M, TRANS_A ? M : K, lda)
+#define quad_b(row, col) quad(B, row, col, TRANS_B ? N : K, TRANS_B ? K : N, ldb)
 
 // C[row, col] = alpha * acc + beta * C[row, col] where (row, col) lies inside C (M×N, row stride
 // ldc). beta == 0 never reads C: it may hold NaN.
@@ -53,3 +62,13 @@ inline void store(__global float* C, uint row, uint col, float acc, uint M, uint
     }
 }
 
+// store of C[row, col..col+4], by the kernel's argument names: what the generated family stores
+// through.
+#define store4(row, col, acc)                                                  \
+    do {                                                                     \
+        const float4 quad_acc = (acc);                                       \
+        store(C, row, col, quad_acc.x, M, N, ldc, alpha, beta);              \
+        store(C, row, (col) + 1, quad_acc.y, M, N, ldc, alpha, beta);        \
+        store(C, row, (col) + 2, quad_acc.z, M, N, ldc, alpha, beta);        \
+        store(C, row, (col) + 3, quad_acc.w, M, N, ldc, alpha, beta);        \
+    } while (0)

@@ -10,6 +10,9 @@
 // A strided batch runs one product per workgroup layer: `main` calls `enter_batch(group.z)` first,
 // and every helper then addresses that product's matrices.
 
+// The problem: sizes, leading dimensions, scalars; a strided batch's strides (elements from one
+// product's matrix to the next, 0 for A or B: one matrix for all) and the product of workgroup
+// layer 0 (a batch deeper than the dispatch limit runs in several launches).
 struct Params {
     m: u32,
     n: u32,
@@ -19,11 +22,9 @@ struct Params {
     ldc: u32,
     alpha: f32,
     beta: f32,
-    // Elements from one product's matrix to the next (0 for A or B: one matrix for all).
     stride_a: u32,
     stride_b: u32,
     stride_c: u32,
-    // The product of workgroup layer 0: a batch over the dispatch limit runs in several launches.
     first_batch: u32,
 }
 

@@ -66,7 +66,7 @@ fn grouped_order_covers_every_tile_across_bands() {
     use tilegemm::verify::{verify, VerifyCase};
     use tilegemm::{Shape, Transpose};
     let mut failures = Vec::new();
-    for backend in wgpu_backends() {
+    for backend in wgpu_backends().into_iter().chain(ocl_backends()) {
         for params in tilegemm::kernel::FAMILY.iter().filter(|p| p.group_m > 0) {
             for (m, n, k) in [(1100, 9, 5), (1030, 130, 3), (2049, 260, 7)] {
                 for trans in [Transpose::No, Transpose::Yes] {
@@ -87,6 +87,13 @@ fn grouped_order_covers_every_tile_across_bands() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn ocl_register_blocked_family_matches_reference() {
+    for params in tilegemm::kernel::FAMILY {
+        check_kernel(&ocl_backends(), &params.name());
+    }
 }
 
 #[test]

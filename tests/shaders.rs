@@ -103,7 +103,7 @@ fn every_file_in_shaders_is_valid_and_catalogued() {
 
 #[test]
 fn every_file_in_kernels_cl_is_catalogued_beside_its_wgsl_twin() {
-    let signature = "void gemm(const uint M, const uint N, const uint K, const float alpha";
+    let signature = "void gemm(GEMM_ARGS) {\n    ENTER_BATCH();";
     for (name, body) in bodies("kernels_cl", "cl") {
         let spec = catalogue().iter().find(|k| k.name == name);
         let spec = spec.unwrap_or_else(|| panic!("kernels_cl/{name}.cl is not in the catalogue"));
@@ -129,10 +129,18 @@ fn every_catalogue_source_holds_its_prelude_once_and_nothing_of_it_twice() {
         assert_eq!(kernel.wgsl.matches(WGSL_PRELUDE).count(), 1, "{name}");
         assert_eq!(kernel.wgsl.matches("struct Params {").count(), 1, "{name}");
         assert_eq!(kernel.wgsl.matches("@binding(").count(), 4, "{name}");
-        if let Some(opencl) = &kernel.opencl {
-            assert!(opencl.starts_with(OPENCL_PRELUDE), "{name}");
-            assert_eq!(opencl.matches(OPENCL_PRELUDE).count(), 1, "{name}");
-        }
+        // Every kernel enters its product of a batch first, in both languages.
+        assert!(
+            kernel.wgsl.contains(") {\n    enter_batch(group.z);\n"),
+            "{name}"
+        );
+        let opencl = kernel.opencl.as_deref().expect("every kernel has OpenCL C");
+        assert!(opencl.starts_with(OPENCL_PRELUDE), "{name}");
+        assert_eq!(opencl.matches(OPENCL_PRELUDE).count(), 1, "{name}");
+        assert!(
+            opencl.contains("void gemm(GEMM_ARGS) {\n    ENTER_BATCH();\n"),
+            "{name}"
+        );
     }
 }
 
@@ -183,12 +191,16 @@ fn params_match_the_prelude_struct_field_for_field() {
         .filter(|field| !field.is_empty())
         .collect();
     assert_eq!(std::mem::size_of::<Params>(), 4 * fields.len());
-    assert_eq!(std::mem::size_of::<Params>(), 32);
+    assert_eq!(std::mem::size_of::<Params>(), 48);
 
     let problem = GemmProblem::new(3, 5, 7)
         .with_scalars(0.25, -0.5)
-        .with_leading_dims(11, 13, 17);
-    let params = Params::of(&problem);
+        .with_leading_dims(11, 13, 17)
+        .with_batch(4, 0, 100, 60);
+    let params = Params {
+        first_batch: 2,
+        ..Params::of(&problem)
+    };
     let words: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(&params));
     for (field, word) in fields.iter().zip(words) {
         let expected = match *field {
@@ -200,6 +212,10 @@ fn params_match_the_prelude_struct_field_for_field() {
             "ldc" => 17,
             "alpha" => 0.25f32.to_bits(),
             "beta" => (-0.5f32).to_bits(),
+            "stride_a" => 0,
+            "stride_b" => 100,
+            "stride_c" => 60,
+            "first_batch" => 2,
             other => panic!("the prelude's Params has a field `{other}` the test does not know"),
         };
         assert_eq!(*word, expected, "Params.{field} is out of place");

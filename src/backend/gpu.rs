@@ -67,7 +67,8 @@ pub trait GpuRuntime: Send + Sync + 'static {
         timeout: Duration,
         sink: &mut dyn FnMut(&[f32]),
     ) -> Result<()>;
-    /// Seconds the kernel of a finished, timed launch ran on the device; `None` where untimed.
+    /// Waits for a launch to finish, then the seconds its kernel ran on the device; `None` where
+    /// untimed.
     fn kernel_seconds(&self, launch: Self::Launch) -> Result<Option<f64>>;
 }
 

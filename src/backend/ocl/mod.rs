@@ -411,6 +411,9 @@ impl GpuRuntime for OclRuntime {
     }
 
     fn kernel_seconds(&self, event: Event) -> Result<Option<f64>> {
+        event
+            .wait()
+            .map_err(|e| Error::device(&self.info.name, "waiting for the kernel", e))?;
         Ok(
             match (
                 event.profiling_command_start(),
