@@ -204,12 +204,16 @@ impl TuningDb {
         Ok(Some(db))
     }
 
-    /// The database of `info`'s device in `source`: its own, else one of the same device (backend,
-    /// API, name) under another driver or CPU thread count (rows of a driver update still describe
-    /// the device better than nothing). `Ok(None)` when there is neither.
+    /// The database of `info`'s device in `source`: its own, else, for a GPU, one of the same
+    /// device (backend, API, name) under another driver (rows of a driver update still describe
+    /// the device better than nothing). A CPU's rows hold only for its thread count: 16 threads'
+    /// rows would make a 2-core host's CPU look 8× faster than it is. `Ok(None)` when there is none.
     pub fn load_for(source: &DataSource, info: &DeviceInfo) -> Result<Option<Self>> {
         if let Some(own) = Self::load_from(source, &info.key)? {
             return Ok(Some(own));
+        }
+        if info.backend == BackendKind::Cpu {
+            return Ok(None);
         }
         // File names begin with the key's `backend/api/name/` part, made safe the same way.
         let class = format!("{}/{}/{}/", info.backend, info.api, info.name);

@@ -157,8 +157,8 @@ impl Selector {
     }
 
     /// Loads, for every device of `backends`, its database from each of `sources` (later ones
-    /// replace earlier ones): the device's own, else one of the same device under another driver
-    /// (or CPU thread count). Unusable files are logged once and listed in `problems`, never
+    /// replace earlier ones): the device's own, else (a GPU) one of the same device under another
+    /// driver. Unusable files are logged once and listed in `problems`, never
     /// fatal. Unmeasured candidates are estimated by the calibrated prior under `calibration`.
     pub fn from_sources(
         backends: &[Arc<dyn Backend>],
@@ -538,8 +538,7 @@ fn ranked_as(problem: &GemmProblem) -> GemmProblem {
 }
 
 /// For every device of `backends`, its database merged over `sources` (later ones add their rows
-/// to earlier ones): the device's own, else one of the same device under another driver (or CPU
-/// thread count). Unusable files are logged and listed in `problems`.
+/// to earlier ones): the device's own, else (a GPU) one of the same device under another driver. Unusable files are logged and listed in `problems`.
 fn load_databases(
     backends: &[Arc<dyn Backend>],
     sources: &[DataSource],
