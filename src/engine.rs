@@ -171,6 +171,11 @@ impl Engine {
         self.guard.disabled()
     }
 
+    /// Every device lost in this engine (its kernels all skipped since), as (device key, reason).
+    pub fn lost_devices(&self) -> Vec<(String, String)> {
+        self.guard.lost_devices()
+    }
+
     /// Every device found, the CPU first.
     pub fn backends(&self) -> &[Arc<dyn Backend>] {
         self.selector.devices()
@@ -313,17 +318,22 @@ impl Engine {
     }
 
     /// A failed attempt of `choice`: the caller's fault is returned as `Err` (nothing else would
-    /// do better); otherwise the kernel is disabled when it is to blame, the fallback recorded,
-    /// and the error handed back to try the next candidate.
+    /// do better); otherwise the kernel is disabled when it is to blame (its whole device when the
+    /// device was lost), the fallback recorded, and the error handed back to try the next
+    /// candidate.
     fn fall_back(&self, choice: &Choice, problem: &GemmProblem, error: Error) -> Result<Error> {
         let disable = match error.blame() {
             Blame::Caller => return Err(error),
             Blame::Problem => false,
-            Blame::Kernel => true,
+            Blame::Kernel => {
+                self.guard.disable(choice, problem, &error);
+                true
+            }
+            Blame::Device => {
+                self.guard.lose_device(choice, &error);
+                true
+            }
         };
-        if disable {
-            self.guard.disable(choice, problem, &error);
-        }
         self.record_fallback(choice, problem, &error, disable);
         Ok(error)
     }

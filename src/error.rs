@@ -133,6 +133,19 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The device stopped working (lost, reset, out of resources): nothing more runs on it in this
+    /// process; the engine drops it and falls back to the other devices.
+    #[error("{device} was lost: {message}")]
+    DeviceLost {
+        /// The device's name.
+        device: String,
+        /// What tilegemm was doing, and what the API said.
+        message: String,
+        /// The API's own error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The device did not finish within the time allowed.
     #[error("{device}: no result after {seconds:.0} s")]
     Timeout {
@@ -204,6 +217,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Validation { .. } => Blame::Kernel,
             Error::DeviceLimit { .. } | Error::OutOfMemory { .. } => Blame::Problem,
+            Error::DeviceLost { .. } => Blame::Device,
             Error::LeadingDimension { .. }
             | Error::LengthMismatch { .. }
             | Error::BatchOverlap { .. }
@@ -226,6 +240,8 @@ pub enum Blame {
     Problem,
     /// The kernel failed (build, device error, time-out, wrong result): it is disabled.
     Kernel,
+    /// The device failed as a whole (lost): every kernel of it is skipped from then on.
+    Device,
 }
 
 /// Shorthand for results of this crate.

@@ -24,6 +24,8 @@ use std::process::ExitCode;
   TILEGEMM_FONT    a TrueType font for PNG/SVG charts (else one is looked for)
   WGPU_BACKEND     the wgpu APIs to open, e.g. vulkan (default: Vulkan, Metal, DX12)
   RUST_LOG         log level of the library, e.g. info (calibrations, retraining)
+  XDG_RUNTIME_DIR  where unset, tilegemm points it at <cache>/runtime for the
+                   Vulkan loader (whose libwayland otherwise prints an error)
   TILEGEMM_REQUIRE_WGPU, TILEGEMM_REQUIRE_OCL   (tests) fail when that device is missing
 
 Exit status: 0 success; 1 a check failed (verify) or a measurement failed;
@@ -65,7 +67,29 @@ enum Command {
     Report(ReportArgs),
 }
 
+/// Gives the Vulkan loader's window-system libraries a runtime folder when the session has none
+/// (a container, a CI job, `ssh` without a login session): libwayland otherwise prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set" at every start, which reads as tilegemm's own
+/// error. The folder is private (0700) under the user cache; without a user cache nothing is set.
+fn give_the_loader_a_runtime_dir() {
+    let set = std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|dir| dir.to_string_lossy().starts_with('/'));
+    let Some(cache) = tilegemm::select::db::user_dir().filter(|_| !set) else {
+        return;
+    };
+    let dir = std::path::absolute(cache.join("runtime")).unwrap_or_default();
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    if dir.is_absolute() && builder.create(&dir).is_ok() {
+        // Still single-threaded: nothing reads the environment concurrently.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
 fn main() -> ExitCode {
+    give_the_loader_a_runtime_dir();
     // wgpu_hal reports a missing Vulkan driver as errors; tilegemm says so itself, in one line.
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),

@@ -68,6 +68,10 @@ pub fn budgeted_tune_shapes() -> Vec<Shape> {
     parse_shapes(TUNE_SHAPES_BUDGETED)
 }
 
+/// A pair is skipped when its warm-up and fewest repetitions are predicted to take this many times
+/// the budget of one measurement (rates grow with size, so the prediction errs long).
+const SKIP_FACTOR: f64 = 2.0;
+
 /// What [`measure_shapes`] is doing, as it happens (for a progress bar or a log).
 #[derive(Debug)]
 pub enum PlanEvent<'a> {
@@ -89,6 +93,9 @@ pub enum PlanEvent<'a> {
     Measured(&'a Measurement),
     /// A measurement failed; the plan goes on.
     Failed(&'a Failure),
+    /// A pair was not measured at a shape: its rate at a smaller shape predicts calls too slow for
+    /// the budget of one measurement.
+    Skipped(&'a Skipped),
     /// The deadline passed: the shapes not started yet are skipped.
     BudgetSpent {
         /// Shapes measured (whole) before the deadline.
@@ -111,13 +118,43 @@ pub struct Failure {
     pub error: Error,
 }
 
-/// What [`measure_shapes`] measured, in the order measured, and what failed.
+/// A (device, kernel, shape) left unmeasured because it would take too long.
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    /// The device's name.
+    pub device: String,
+    /// The kernel.
+    pub kernel: String,
+    /// The shape not measured.
+    pub shape: Shape,
+    /// Seconds one call would take at the pair's end-to-end rate at a smaller shape.
+    pub predicted_seconds: f64,
+}
+
+/// What [`measure_shapes`] measured, in the order measured, what failed, and what it skipped.
 #[derive(Debug, Default)]
 pub struct PlanOutcome {
     /// One per (device, kernel, shape) that succeeded.
     pub measurements: Vec<Measurement>,
     /// One per (device, kernel, shape) that failed.
     pub failures: Vec<Failure>,
+    /// One per (device, kernel, shape) predicted too slow to measure within the budget.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Seconds one call of `flops` would take on (device, kernel), from the end-to-end rate of its
+/// latest measurement in `measured`; None when it has none.
+fn predicted_call_seconds(
+    measured: &[Measurement],
+    device_key: &str,
+    kernel: &str,
+    flops: f64,
+) -> Option<f64> {
+    let last = measured
+        .iter()
+        .rev()
+        .find(|m| m.device_key == device_key && m.kernel == kernel)?;
+    Some(flops / (last.e2e_gflops.max(1e-9) * 1e9))
 }
 
 /// Measures every candidate (backend, kernel) of `target` (`Engine::candidates`) at every shape,
@@ -166,7 +203,31 @@ pub fn measure_shapes(
         let problem = shape.problem().with_packed_batch(config.batch);
         let mut operands = Operands::random(&problem, 42)?;
         for choice in choices {
-            let device = &choice.backend.info().name;
+            let info = choice.backend.info();
+            let device = &info.name;
+            // A warm-up and the fewest repetitions must fit the budget of one measurement: a
+            // pair too slow for it at a smaller shape (lavapipe's tile16 needs 40 s per 1024³ call
+            // on 2 cores) is skipped and reported, not left to hold the whole plan up.
+            let calls = (config.warmup + config.min_reps.max(1)) as f64;
+            let predicted = predicted_call_seconds(
+                &outcome.measurements,
+                &info.key,
+                &choice.kernel,
+                problem.flops(),
+            );
+            if let Some(seconds) =
+                predicted.filter(|s| s * calls > config.budget_seconds.max(1e-3) * SKIP_FACTOR)
+            {
+                let skipped = Skipped {
+                    device: device.clone(),
+                    kernel: choice.kernel.clone(),
+                    shape,
+                    predicted_seconds: seconds,
+                };
+                on_event(PlanEvent::Skipped(&skipped));
+                outcome.skipped.push(skipped);
+                continue;
+            }
             on_event(PlanEvent::Started {
                 device,
                 kernel: &choice.kernel,

@@ -254,3 +254,64 @@ fn bench_writes_table_json_and_chart() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A plan skips a pair whose rate at a smaller shape predicts calls too slow for the budget of one
+/// measurement (and says so), while faster pairs are measured: a slow device cannot hold up a
+/// whole benchmark.
+#[test]
+fn pairs_too_slow_for_the_budget_are_skipped_and_reported() {
+    use common::scripted::{ScriptedGpu, Speed};
+    use std::sync::Arc;
+    use tilegemm::select::calibration::CalibrationMode;
+    use tilegemm::tune::{measure_shapes, PlanEvent};
+    use tilegemm::{Engine, EngineOptions, Shape, Target};
+    // 0.05 GFLOPS for `tile16`, 0.0125 for `crawl`: a 40³ call takes 3 and 10 ms; 160³, 0.16
+    // and 0.66 s.
+    let gpu = ScriptedGpu::named("Slow GPU", &["tile16", "crawl"]).with_speed(Speed {
+        gflops: 0.05,
+        bytes_per_second: 1e10,
+        fixed_seconds: 0.0,
+    });
+    let engine = Engine::with_backends(
+        vec![Arc::new(gpu)],
+        EngineOptions {
+            selector_data: vec![],
+            calibration: CalibrationMode::Off,
+            ..EngineOptions::default()
+        },
+    );
+    let config = BenchConfig {
+        warmup: 1,
+        reps: 3,
+        min_reps: 1,
+        budget_seconds: 0.5,
+        ..BenchConfig::default()
+    };
+    let shapes = [Shape::new(40, 40, 40), Shape::new(160, 160, 160)];
+    let mut skipped_events = 0;
+    let outcome = measure_shapes(
+        &engine,
+        &Target::default(),
+        &shapes,
+        &config,
+        None,
+        &mut |event| {
+            if let PlanEvent::Skipped(_) = event {
+                skipped_events += 1;
+            }
+        },
+    )
+    .unwrap();
+    let measured: Vec<(String, usize)> = outcome
+        .measurements
+        .iter()
+        .map(|m| (m.kernel.clone(), m.m))
+        .collect();
+    assert!(measured.contains(&("tile16".into(), 160)), "{measured:?}");
+    assert!(!measured.contains(&("crawl".into(), 160)), "{measured:?}");
+    assert_eq!(outcome.skipped.len(), 1);
+    assert_eq!(skipped_events, 1);
+    let skipped = &outcome.skipped[0];
+    assert_eq!((skipped.kernel.as_str(), skipped.shape), ("crawl", shapes[1]));
+    assert!(skipped.predicted_seconds > 0.4, "{}", skipped.predicted_seconds);
+}

@@ -497,3 +497,31 @@ fn concurrent_tune_processes_lose_no_rows() {
     assert_eq!(shapes, [20, 21, 22, 23, 40, 41, 42, 43]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Without a session runtime folder (containers, CI), the Vulkan loader's libwayland would print
+/// "error: XDG_RUNTIME_DIR is invalid or not set" at every start: tilegemm gives it a private one.
+#[test]
+fn no_loader_noise_about_a_missing_runtime_folder() {
+    let cache = common::temp_dir("runtime-folder");
+    let out = Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+        .args(["devices"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TILEGEMM_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("XDG_RUNTIME_DIR"),
+        "{}",
+        stderr(&out)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cache.join("runtime"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

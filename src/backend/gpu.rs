@@ -16,7 +16,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What one GPU API provides to run a catalogue kernel. Implemented by `wgpu` and `ocl`.
 pub trait GpuRuntime: Send + Sync + 'static {
@@ -80,6 +80,9 @@ pub struct GpuBackend<R: GpuRuntime> {
     /// A, B and C of host-slice calls; the lock also keeps one call's writes, launch and read
     /// together.
     host_buffers: Mutex<[Option<R::Buffer>; 3]>,
+    /// Per kernel, the slowest GFLOPS of its host-slice calls here (copies included, calls of at
+    /// least [`TIMED_CALL_SECONDS`]): what its time-outs scale with.
+    slowest: Mutex<HashMap<String, f64>>,
 }
 
 /// Buffers are sized in multiples of 16 bytes: vec4 kernels read whole quads.
@@ -126,9 +129,23 @@ pub(crate) fn copy_parallel(dst: &mut [f32], src: &[f32]) {
 /// How long a read-back of resident data may wait for the GEMMs queued before it.
 const RESIDENT_READ_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// How long to wait for one GEMM: generous for a device doing a mere 1 GFLOPS.
-fn timeout_for(problem: &GemmProblem) -> Duration {
-    Duration::from_secs_f64(60.0 + problem.flops() / 1e9)
+/// A time-out allows this many times what the kernel's slowest call so far predicts.
+const TIMEOUT_SLACK: f64 = 10.0;
+
+/// The rate a kernel not yet timed on a device is assumed to reach, GFLOPS: below lavapipe's
+/// slowest (tile16 at 0.03 GFLOPS on 2 cores), so a first call is never cut short.
+const UNTIMED_GFLOPS: f64 = 0.01;
+
+/// Calls shorter than this are mostly fixed costs: their rate says little about the kernel's.
+const TIMED_CALL_SECONDS: f64 = 0.01;
+
+/// How long a GEMM of `flops` may take before it counts as hung: a minute, plus
+/// [`TIMEOUT_SLACK`] times what `slowest_gflops` (the kernel's slowest call on this device so far,
+/// else [`UNTIMED_GFLOPS`]) predicts; at most a week.
+fn timeout_for(flops: f64, slowest_gflops: Option<f64>) -> Duration {
+    let gflops = slowest_gflops.unwrap_or(UNTIMED_GFLOPS).max(1e-6);
+    let seconds = 60.0 + TIMEOUT_SLACK * flops / (gflops * 1e9);
+    Duration::from_secs_f64(seconds.min(7.0 * 86_400.0))
 }
 
 impl<R: GpuRuntime> GpuBackend<R> {
@@ -144,6 +161,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
             kernels: RwLock::new(kernels),
             programs: Mutex::new(HashMap::new()),
             host_buffers: Mutex::new([None, None, None]),
+            slowest: Mutex::new(HashMap::new()),
         }
     }
 
@@ -352,6 +370,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
             return Ok(None);
         }
         let program = self.program(spec, problem.trans_a, problem.trans_b)?;
+        let started = Instant::now();
         let mut slots = self.host_buffers.lock().unwrap_or_else(|e| e.into_inner());
         let [a_slot, b_slot, c_slot] = &mut *slots;
         let a_buffer = self.reuse(a_slot, padded_bytes(extents.a), "A")?;
@@ -380,11 +399,24 @@ impl<R: GpuRuntime> GpuBackend<R> {
             }
         }
         let c_valid = &mut c[..extents.c];
+        let flops = problem.flops();
+        let timeout = timeout_for(flops, self.lock_slowest().get(&spec.name).copied());
         self.runtime
-            .read(c_buffer, extents.c, timeout_for(problem), &mut |data| {
+            .read(c_buffer, extents.c, timeout, &mut |data| {
                 copy_valid(problem, c_valid, data)
             })?;
+        let elapsed = started.elapsed().as_secs_f64();
+        if elapsed >= TIMED_CALL_SECONDS {
+            let gflops = flops / elapsed / 1e9;
+            let mut rates = self.lock_slowest();
+            let rate = rates.entry(spec.name.clone()).or_insert(gflops);
+            *rate = rate.min(gflops);
+        }
         Ok(seconds.filter(|_| timed))
+    }
+
+    fn lock_slowest(&self) -> MutexGuard<'_, HashMap<String, f64>> {
+        self.slowest.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Workgroup layers (products of a batch) one launch may have.
@@ -706,6 +738,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The seed's lavapipe case: tile16 at 1792³ (11.5 GFLOP) runs at 0.03–0.1 GFLOPS, so a first
+    /// call must wait well past its 2–6 minutes, and a timed kernel's limit follows its rate.
+    #[test]
+    fn time_outs_scale_with_the_slowest_rate_seen() {
+        let flops = 2.0 * 1792f64.powi(3);
+        let first = timeout_for(flops, None).as_secs_f64();
+        assert!(first > 1000.0, "{first}");
+        let timed = timeout_for(flops, Some(0.03)).as_secs_f64();
+        assert!((timed - (60.0 + 10.0 * flops / 0.03e9)).abs() < 1e-6);
+        let fast = timeout_for(flops, Some(30_000.0)).as_secs_f64();
+        assert!((60.0..61.0).contains(&fast), "{fast}");
+        assert_eq!(timeout_for(f64::MAX, Some(1e-30)).as_secs(), 7 * 86_400);
     }
 
     #[test]

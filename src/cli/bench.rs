@@ -88,6 +88,7 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         vec![&shapes]
     };
     let mut measurements: Vec<Measurement> = Vec::new();
+    let mut skipped = Vec::new();
     let mut failures = 0;
     for (i, batch) in batches.into_iter().enumerate() {
         if i > 0 {
@@ -108,9 +109,16 @@ pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
         )?;
         progress.finish();
         measurements.extend(outcome.measurements);
+        skipped.extend(outcome.skipped);
         failures += outcome.failures.len();
     }
     print_bench_table(&measurements, &reference);
+    for s in &skipped {
+        println!(
+            "not measured: {} {} at {} (≈ {:.1} s per call at its rate on a smaller shape; raise --max-seconds to measure it)",
+            s.device, s.kernel, s.shape, s.predicted_seconds
+        );
+    }
     print_resident_table(&measurements, args.chain);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&measurements)?)

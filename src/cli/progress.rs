@@ -74,6 +74,16 @@ impl PlanProgress {
                 });
                 self.bar.inc(1);
             }
+            PlanEvent::Skipped(skipped) => {
+                self.done += 1;
+                self.bar.suspend(|| {
+                    eprintln!(
+                        "skipped: {} {} {}: ≈ {:.1} s per call, too slow for the budget of one measurement (--max-seconds)",
+                        skipped.device, skipped.kernel, skipped.shape, skipped.predicted_seconds
+                    )
+                });
+                self.bar.inc(1);
+            }
             PlanEvent::BudgetSpent { measured, shapes } => self
                 .bar
                 .suspend(|| eprintln!("budget spent: {measured} of {shapes} shapes measured")),

@@ -1,5 +1,5 @@
-//! The guard: validates each (device, kernel, transposes) on a small probe before its first use, and
-//! keeps the set of pairs disabled after a kernel failure.
+//! The guard: validates each (device, kernel, transposes) on a small probe before its first use,
+//! keeps the set of pairs disabled after a kernel failure, and the devices lost as a whole.
 //!
 //! Pipelines differ by transposes, so both sets are kept per transpose pair: a kernel that fails to
 //! build transposed may still run untransposed. The probe's inputs come from a seed that the
@@ -53,11 +53,13 @@ pub struct Disabled {
     pub reason: String,
 }
 
-/// Validation probe and disabled set of one engine.
+/// Validation probe, disabled set and lost devices of one engine.
 pub struct Guard {
     validate: bool,
     disabled: Mutex<PerKernel<String>>,
     validated: Mutex<PerKernel<()>>,
+    /// Device key → why it was lost.
+    lost: Mutex<HashMap<String, String>>,
 }
 
 impl Guard {
@@ -67,13 +69,41 @@ impl Guard {
             validate,
             disabled: Mutex::new(HashMap::new()),
             validated: Mutex::new(HashMap::new()),
+            lost: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether `choice` was disabled for `problem`'s transposes.
+    /// Whether `choice` was disabled for `problem`'s transposes, or its device lost.
     pub fn is_disabled(&self, choice: &Choice, problem: &GemmProblem) -> bool {
+        let lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        if lost.contains_key(&choice.backend.info().key) {
+            return true;
+        }
+        drop(lost);
         let disabled = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
         slot(&disabled, choice, problem).is_some()
+    }
+
+    /// Drops `choice`'s device for the rest of this process, keeping the first reason (warned once).
+    pub fn lose_device(&self, choice: &Choice, error: &Error) {
+        let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        let info = choice.backend.info();
+        if !lost.contains_key(&info.key) {
+            log::warn!(
+                "{} {} is lost and dropped for this process: {error}",
+                info.backend,
+                info.name
+            );
+            lost.insert(info.key.clone(), error.to_string());
+        }
+    }
+
+    /// The devices lost, as (device key, first reason), sorted.
+    pub fn lost_devices(&self) -> Vec<(String, String)> {
+        let lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<(String, String)> = lost.clone().into_iter().collect();
+        list.sort();
+        list
     }
 
     /// Disables `choice` for `problem`'s transposes, keeping the first reason.

@@ -2,6 +2,7 @@
 //! kernel's behaviour is in its name.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use tilegemm::reference::reference_gemm;
 use tilegemm::{
@@ -14,8 +15,10 @@ use tilegemm::{
 /// - `good` and `tile16` are right;
 /// - `hungry` is right, but the device refuses its allocation above [`HUNGRY_LIMIT`] elements of C;
 /// - `trans_broken` is right with A as stored and fails (a device error) with op(A) = Aᵀ;
-/// - `crawl` is right and, on a device with a [`Speed`], computes 4× slower than `tile16`.
-pub const KERNELS: [&str; 7] = [
+/// - `crawl` is right and, on a device with a [`Speed`], computes 4× slower than `tile16`;
+/// - `unbuildable` fails to compile (a compiler log), `hang` never finishes (a time-out);
+/// - `lost` loses the device: it and every kernel called after it fail (`DeviceLost`).
+pub const KERNELS: [&str; 10] = [
     "broken",
     "wrong",
     "good",
@@ -23,6 +26,9 @@ pub const KERNELS: [&str; 7] = [
     "hungry",
     "trans_broken",
     "crawl",
+    "unbuildable",
+    "hang",
+    "lost",
 ];
 
 /// Elements of C above which `hungry` runs out of memory.
@@ -35,6 +41,7 @@ pub struct ScriptedGpu {
     offered: Vec<&'static str>,
     calls: Mutex<HashMap<String, usize>>,
     speed: Option<Speed>,
+    lost: AtomicBool,
 }
 
 /// How fast a simulated device is: every call sleeps for `fixed + bytes ÷ bandwidth + flops ÷ rate`
@@ -84,6 +91,7 @@ impl ScriptedGpu {
             },
             calls: Mutex::new(HashMap::new()),
             speed: None,
+            lost: AtomicBool::new(false),
         }
     }
 
@@ -197,8 +205,32 @@ impl ScriptedGpu {
         c: &mut [f32],
     ) -> tilegemm::Result<()> {
         *self.calls.lock().unwrap().entry(kernel.into()).or_default() += 1;
+        if kernel == "lost" {
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(Error::DeviceLost {
+                device: self.info.name.clone(),
+                message: format!("running {kernel}: device removed (scripted)"),
+                source: None,
+            });
+        }
         match kernel {
             "broken" => return Err(self.device_error("device lost (scripted)")),
+            "unbuildable" => {
+                return Err(Error::KernelBuild {
+                    kernel: kernel.into(),
+                    device: self.info.name.clone(),
+                    log: "<source>:12:5: error: use of undeclared identifier 'acc' (scripted)"
+                        .into(),
+                })
+            }
+            "hang" => {
+                return Err(Error::Timeout {
+                    device: self.info.name.clone(),
+                    seconds: 60.0,
+                })
+            }
             "trans_broken" if problem.trans_a == Transpose::Yes => {
                 return Err(self.device_error("pipeline for Aᵀ lost (scripted)"))
             }

@@ -13,7 +13,8 @@ use crate::problem::{Extents, Transpose};
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
 use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
-use opencl3::event::Event;
+use opencl3::error_codes::ClError;
+use opencl3::event::{Event, CL_COMPLETE};
 use opencl3::kernel::Kernel;
 use opencl3::memory::{
     Buffer, ClMem, CL_MAP_READ, CL_MAP_WRITE, CL_MEM_ALLOC_HOST_PTR, CL_MEM_READ_WRITE,
@@ -21,7 +22,7 @@ use opencl3::memory::{
 use opencl3::program::Program;
 use opencl3::types::{cl_uint, CL_BLOCKING};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One OpenCL device, opened.
 pub type OclBackend = GpuBackend<OclRuntime>;
@@ -61,7 +62,18 @@ pub struct OclRuntime {
     queue: CommandQueue,
     /// Pinned memory that host-slice copies go through, grown on demand.
     staging: Mutex<Option<Staging>>,
+    /// The marker behind work that outlived its time-out: until it completes, the queue is stuck
+    /// and nothing new is queued (a blocking copy behind it would never return).
+    stuck: Mutex<Option<Event>>,
 }
+
+/// OpenCL errors that mean the device itself is gone or wedged, not the call: out of resources
+/// (how NVIDIA reports a kernel that faulted), an invalid queue, a failed event in a wait list,
+/// a device no longer available.
+const LOST_DEVICE_CODES: [i32; 4] = [-5, -36, -14, -2];
+
+/// Poll a marker this often once it has not completed at the first look.
+const POLL_INTERVAL: Duration = Duration::from_micros(50);
 
 /// Pinned host memory (`CL_MEM_ALLOC_HOST_PTR`, mapped for as long as it lives) that uploads and
 /// read-backs go through: drivers move pinned memory by DMA at the link's speed, pageable memory
@@ -157,7 +169,76 @@ impl OclRuntime {
             context,
             queue,
             staging: Mutex::new(None),
+            stuck: Mutex::new(None),
         })
+    }
+
+    /// The error of `what` failing with `error`: `DeviceLost` for the codes of a lost or wedged
+    /// device ([`LOST_DEVICE_CODES`]), else `Device`.
+    fn failure(&self, what: &str, error: ClError) -> Error {
+        if LOST_DEVICE_CODES.contains(&error.0) {
+            Error::DeviceLost {
+                device: self.info.name.clone(),
+                message: format!("{what}: {error}"),
+                source: Some(Box::new(error)),
+            }
+        } else {
+            Error::device(&self.info.name, what, error)
+        }
+    }
+
+    /// Ok once the work that outlived a time-out has finished; `DeviceLost` while it has not (the
+    /// device is wedged: nothing queued behind it would run) or when it failed.
+    fn check_unstuck(&self) -> Result<()> {
+        let mut stuck = self.stuck.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(marker) = stuck.as_ref() else {
+            return Ok(());
+        };
+        match marker.command_execution_status() {
+            Ok(status) if status.0 == CL_COMPLETE => {
+                *stuck = None;
+                Ok(())
+            }
+            Ok(status) if status.0 < 0 => {
+                Err(self.failure("work that timed out", ClError(status.0)))
+            }
+            _ => Err(Error::DeviceLost {
+                device: self.info.name.clone(),
+                message: "still running work that timed out".into(),
+                source: None,
+            }),
+        }
+    }
+
+    /// Waits at most `timeout` for everything queued so far; `Timeout` (the queue marked stuck)
+    /// when it has not finished by then.
+    fn wait_queued(&self, timeout: Duration) -> Result<()> {
+        // SAFETY: a marker with an empty wait list waits for every command queued before it.
+        let marker = unsafe { self.queue.enqueue_marker_with_wait_list(&[]) }
+            .map_err(|e| self.failure("waiting for the queue", e))?;
+        self.queue
+            .flush()
+            .map_err(|e| self.failure("flushing the queue", e))?;
+        let started = Instant::now();
+        loop {
+            let status = marker
+                .command_execution_status()
+                .map_err(|e| self.failure("waiting for the queue", e))?;
+            if status.0 == CL_COMPLETE {
+                return Ok(());
+            }
+            if status.0 < 0 {
+                return Err(self.failure("running the queued work", ClError(status.0)));
+            }
+            if started.elapsed() >= timeout {
+                *self.stuck.lock().unwrap_or_else(|e| e.into_inner()) = Some(marker);
+                return Err(Error::Timeout {
+                    device: self.info.name.clone(),
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
     }
 
     /// The staging memory, holding at least `elements` floats; None where the device offers no
@@ -304,6 +385,7 @@ impl GpuRuntime for OclRuntime {
     }
 
     fn write(&self, buffer: &mut OclBuffer, data: &[f32]) -> Result<()> {
+        self.check_unstuck()?;
         let mut staging = self.staging(data.len());
         let source = match staging.as_mut() {
             Some(pinned) => {
@@ -321,7 +403,7 @@ impl GpuRuntime for OclRuntime {
                 .enqueue_write_buffer(&mut buffer.memory, CL_BLOCKING, 0, source, &[])
         }
         .map(|_| ())
-        .map_err(|e| Error::device(&self.info.name, "uploading", e))
+        .map_err(|e| self.failure("uploading", e))
     }
 
     fn launch(
@@ -333,6 +415,7 @@ impl GpuRuntime for OclRuntime {
         buffers: [&OclBuffer; 3],
         _timed: bool,
     ) -> Result<Event> {
+        self.check_unstuck()?;
         let gemm = program.gemm.lock().unwrap_or_else(|e| e.into_inner());
         let [a, b, c] = buffers;
         // SAFETY: the arguments match the signature of kernels_cl/ one for one, and the buffers
@@ -364,9 +447,7 @@ impl GpuRuntime for OclRuntime {
                 }
                 Ok(())
             })();
-            args.map_err(|e: opencl3::error_codes::ClError| {
-                Error::device(&self.info.name, "setting kernel arguments", e)
-            })?;
+            args.map_err(|e: ClError| self.failure("setting kernel arguments", e))?;
             let [x, y, z] = dispatch.groups.map(|g| g as usize);
             let [wx, wy] = spec.workgroup.map(|w| w as usize);
             let global = [x * wx, y * wy, z];
@@ -380,7 +461,7 @@ impl GpuRuntime for OclRuntime {
                     local.as_ptr(),
                     &[],
                 )
-                .map_err(|e| Error::device(&self.info.name, "launching the kernel", e))
+                .map_err(|e| self.failure("launching the kernel", e))
         }
     }
 
@@ -388,9 +469,12 @@ impl GpuRuntime for OclRuntime {
         &self,
         buffer: &OclBuffer,
         elements: usize,
-        _timeout: Duration,
+        timeout: Duration,
         sink: &mut dyn FnMut(&[f32]),
     ) -> Result<()> {
+        self.check_unstuck()?;
+        // The kernels first, within the time-out: the blocking copy below then only copies.
+        self.wait_queued(timeout)?;
         let mut staging = self.staging(elements);
         let mut pageable = Vec::new();
         let host = match staging.as_mut() {
@@ -405,7 +489,7 @@ impl GpuRuntime for OclRuntime {
             self.queue
                 .enqueue_read_buffer(&buffer.memory, CL_BLOCKING, 0, host, &[])
         }
-        .map_err(|e| Error::device(&self.info.name, "reading the result back", e))?;
+        .map_err(|e| self.failure("reading the result back", e))?;
         sink(host);
         Ok(())
     }
@@ -413,7 +497,7 @@ impl GpuRuntime for OclRuntime {
     fn kernel_seconds(&self, event: Event) -> Result<Option<f64>> {
         event
             .wait()
-            .map_err(|e| Error::device(&self.info.name, "waiting for the kernel", e))?;
+            .map_err(|e| self.failure("waiting for the kernel", e))?;
         Ok(
             match (
                 event.profiling_command_start(),
@@ -430,19 +514,72 @@ impl GpuRuntime for OclRuntime {
 mod tests {
     use super::*;
 
+    /// The first OpenCL device, opened for one test (one test at a time opens the loader: two at
+    /// once find no platform); None where there is none and none is required.
+    fn device() -> Option<OclBackend> {
+        static LOADER: Mutex<()> = Mutex::new(());
+        let _alone = LOADER.lock().unwrap_or_else(|e| e.into_inner());
+        let device = discover().unwrap_or_default().into_iter().next();
+        assert!(
+            device.is_some() || std::env::var("TILEGEMM_REQUIRE_OCL").as_deref() != Ok("1"),
+            "an OpenCL device is required"
+        );
+        device
+    }
+
+    /// A read that times out leaves the queue marked stuck: calls fail as `DeviceLost` (never
+    /// block) while the late work runs, and the device works again once it has finished.
+    #[test]
+    fn a_read_past_its_time_out_marks_the_queue_stuck_until_the_work_ends() {
+        let Some(backend) = device() else {
+            return;
+        };
+        let runtime = backend.runtime();
+        let spec = crate::kernel::find("tile16").unwrap();
+        let problem = crate::problem::GemmProblem::new(384, 384, 384);
+        let extents = problem.extents().unwrap();
+        let program = backend.program(spec, Transpose::No, Transpose::No).unwrap();
+        let buffers: Vec<OclBuffer> = [extents.a, extents.b, extents.c]
+            .iter()
+            .map(|&e| runtime.allocate(e as u64 * 4, "test").unwrap())
+            .collect();
+        // Several launches queued: milliseconds of work on any device.
+        let dispatch = spec.dispatches(&problem, u32::MAX).next().unwrap();
+        for _ in 0..20 {
+            let [a, b, c] = [&buffers[0], &buffers[1], &buffers[2]];
+            runtime
+                .launch(&program, spec, &dispatch, &extents, [a, b, c], false)
+                .unwrap();
+        }
+        let read = |timeout| runtime.read(&buffers[2], 4, timeout, &mut |_| {});
+        assert!(matches!(read(Duration::ZERO), Err(Error::Timeout { .. })));
+        let mut refused = 0;
+        let recovered = loop {
+            match read(Duration::from_secs(60)) {
+                Ok(()) => break true,
+                Err(Error::DeviceLost { .. }) => refused += 1,
+                Err(other) => panic!("{other}"),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            if refused > 600_000 {
+                break false;
+            }
+        };
+        assert!(
+            recovered,
+            "the device works again once the late work is done"
+        );
+    }
+
     /// A write whose host data is overwritten the moment `write` returns must still land whole:
     /// a non-blocking write would race the overwrite (and read freed memory when the caller's
     /// slice is dropped after a later step fails).
     #[test]
     fn write_has_copied_the_host_data_when_it_returns() {
-        let Ok(devices) = discover() else {
-            assert!(
-                std::env::var("TILEGEMM_REQUIRE_OCL").as_deref() != Ok("1"),
-                "an OpenCL device is required"
-            );
+        let Some(backend) = device() else {
             return;
         };
-        let runtime = devices[0].runtime();
+        let runtime = backend.runtime();
         let elements = 16 << 20; // 64 MiB: a copy that takes milliseconds
         let mut buffer = runtime.allocate(elements as u64 * 4, "test").unwrap();
         for round in 0..3 {

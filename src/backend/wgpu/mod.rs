@@ -70,6 +70,8 @@ pub struct WgpuRuntime {
     uploads: Mutex<Vec<Upload>>,
     /// Present where the adapter offers timestamp queries.
     timestamps: Option<Timestamps>,
+    /// Why the device was lost, once wgpu has said so (its device-lost callback).
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 /// Upload staging buffers kept: one per operand a host-slice call writes (A, B, C).
@@ -225,6 +227,12 @@ impl WgpuRuntime {
         // Errors of calls outside an error scope are logged, never a panic.
         let log_name = name.clone();
         device.on_uncaptured_error(Arc::new(move |e| log::error!("{log_name}: {e}")));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_reason = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let why = format!("{reason:?}: {message}");
+            *lost_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        });
 
         let api = format!("{:?}", adapter_info.backend).to_lowercase();
         let driver = format!("{} {}", adapter_info.driver, adapter_info.driver_info)
@@ -285,14 +293,32 @@ impl WgpuRuntime {
             readback: Mutex::new(None),
             uploads: Mutex::new(Vec::new()),
             timestamps,
+            lost,
         })
     }
 
-    fn device_error(&self, message: impl std::fmt::Display) -> Error {
-        Error::Device {
-            device: self.info.name.clone(),
-            message: message.to_string(),
-            source: None,
+    /// The error of `what` failing with `error`: `DeviceLost` once wgpu has reported the device
+    /// lost (every later call would fail the same way), else `Device`.
+    fn failure(&self, what: &str, error: impl std::error::Error + Send + Sync + 'static) -> Error {
+        match self.lost.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(why) => Error::DeviceLost {
+                device: self.info.name.clone(),
+                message: format!("{what}: {why}"),
+                source: Some(Box::new(error)),
+            },
+            None => Error::device(&self.info.name, what, error),
+        }
+    }
+
+    /// `Err(DeviceLost)` once wgpu has reported the device lost: checked before work is queued.
+    fn check_lost(&self, what: &str) -> Result<()> {
+        match self.lost.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(why) => Err(Error::DeviceLost {
+                device: self.info.name.clone(),
+                message: format!("{what}: {why}"),
+                source: None,
+            }),
+            None => Ok(()),
         }
     }
 
@@ -305,7 +331,7 @@ impl WgpuRuntime {
         let invalid = pollster::block_on(validation.pop());
         let oom = pollster::block_on(out_of_memory.pop());
         if let Some(e) = invalid {
-            return Err(Error::device(&self.info.name, what, e));
+            return Err(self.failure(what, e));
         }
         if let Some(e) = oom {
             return Err(Error::OutOfMemory {
@@ -355,7 +381,7 @@ impl WgpuRuntime {
                     device: self.info.name.clone(),
                     seconds: timeout.as_secs_f64(),
                 },
-                other => Error::device(&self.info.name, "waiting for the device", other),
+                other => self.failure("waiting for the device", other),
             })?;
         // The callback runs in whichever thread's poll sees the work done: when another thread's
         // poll took it, it may still be on its way after ours returned.
@@ -363,11 +389,18 @@ impl WgpuRuntime {
         loop {
             match receiver.recv_timeout(Duration::from_millis(1)) {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => return Err(Error::device(&self.info.name, "reading back", e)),
+                Ok(Err(e)) => return Err(self.failure("reading back", e)),
                 Err(_) if std::time::Instant::now() < deadline => {
                     let _ = self.device.poll(wgpu::PollType::Poll);
                 }
-                Err(_) => return Err(self.device_error("reading back: mapping never completed")),
+                Err(_) => {
+                    self.check_lost("reading back")?;
+                    return Err(Error::Device {
+                        device: self.info.name.clone(),
+                        message: "reading back: mapping never completed".into(),
+                        source: None,
+                    });
+                }
             }
         }
     }
@@ -428,7 +461,7 @@ impl WgpuRuntime {
             let view = ts
                 .readback
                 .get_mapped_range(0..16)
-                .map_err(|e| Error::device(&self.info.name, "reading timestamps", e))?;
+                .map_err(|e| self.failure("reading timestamps", e))?;
             let stamps: &[u64] = bytemuck::cast_slice(&view);
             stamps[1].saturating_sub(stamps[0])
         };
@@ -512,6 +545,7 @@ impl GpuRuntime for WgpuRuntime {
     }
 
     fn write(&self, buffer: &mut wgpu::Buffer, data: &[f32]) -> Result<()> {
+        self.check_lost("uploading")?;
         if data.len() < PARALLEL_COPY_ELEMENTS {
             // Small: wgpu's own staging, copied in with the GEMM's submission, costs less than a
             // submission of its own (1024³ end to end: 1.51 ms this way, 1.72 ms staged).
@@ -526,7 +560,7 @@ impl GpuRuntime for WgpuRuntime {
             let mut view = upload
                 .buffer
                 .get_mapped_range_mut(0..bytes)
-                .map_err(|e| Error::device(&self.info.name, "writing into the upload buffer", e))?;
+                .map_err(|e| self.failure("writing into the upload buffer", e))?;
             write_parallel(view.slice(..), bytemuck::cast_slice(data));
         }
         upload.buffer.unmap();
@@ -555,6 +589,7 @@ impl GpuRuntime for WgpuRuntime {
         buffers: [&wgpu::Buffer; 3],
         timed: bool,
     ) -> Result<bool> {
+        self.check_lost("launching")?;
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
         let mut guard = self.params.lock().unwrap_or_else(|e| e.into_inner());
         let (params, written) = &mut *guard;
@@ -629,7 +664,7 @@ impl GpuRuntime for WgpuRuntime {
         {
             let view = readback
                 .get_mapped_range(0..bytes)
-                .map_err(|e| Error::device(&self.info.name, "reading the result back", e))?;
+                .map_err(|e| self.failure("reading the result back", e))?;
             sink(bytemuck::cast_slice(&view));
         }
         readback.unmap();
