@@ -312,6 +312,13 @@ fn pairs_too_slow_for_the_budget_are_skipped_and_reported() {
     assert_eq!(outcome.skipped.len(), 1);
     assert_eq!(skipped_events, 1);
     let skipped = &outcome.skipped[0];
-    assert_eq!((skipped.kernel.as_str(), skipped.shape), ("crawl", shapes[1]));
-    assert!(skipped.predicted_seconds > 0.4, "{}", skipped.predicted_seconds);
+    assert_eq!(
+        (skipped.kernel.as_str(), skipped.shape),
+        ("crawl", shapes[1])
+    );
+    assert!(
+        skipped.predicted_seconds > 0.4,
+        "{}",
+        skipped.predicted_seconds
+    );
 }
