@@ -96,6 +96,42 @@ fn ocl_register_blocked_family_matches_reference() {
     }
 }
 
+/// Split-K members (slices of K into a workspace, then summed) on both APIs: the case matrix (K
+/// from 1 up, so slices of one element and short last slices), and long K over few outputs,
+/// what they are for.
+#[test]
+fn split_k_members_match_reference_on_both_apis() {
+    use tilegemm::verify::VerifyCase;
+    use tilegemm::{Shape, Transpose};
+    let backends: Vec<_> = wgpu_backends().into_iter().chain(ocl_backends()).collect();
+    let mut long_k = Vec::new();
+    for (m, n, k) in [(13, 9, 1000), (64, 64, 2049), (1, 70, 777)] {
+        for trans in [Transpose::No, Transpose::Yes] {
+            long_k.push(VerifyCase {
+                trans_a: trans,
+                trans_b: trans,
+                alpha: 0.5,
+                beta: 2.0,
+                ld_pad: 1,
+                ..VerifyCase::new(Shape::new(m, n, k))
+            });
+        }
+    }
+    let mut failures = Vec::new();
+    for (member, slices) in tilegemm::kernel::SPLIT_K {
+        let kernel = format!("{member}_sk{slices}");
+        for backend in &backends {
+            for case in correctness_cases().iter().chain(&long_k) {
+                let report = verify(backend.as_ref(), &kernel, case);
+                if !report.pass {
+                    failures.push(format!("{report:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn ocl_tile16_matches_reference() {
     check_kernel(&ocl_backends(), "tile16");

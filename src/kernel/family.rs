@@ -170,6 +170,7 @@ impl TileParams {
             buffers: self.buffers(),
             prefetch: self.staging != Staging::Plain,
             group_m: self.group_m,
+            split_k: 1,
         })
     }
 
@@ -612,15 +613,36 @@ impl Language {
     }
 }
 
-/// Every member's catalogue entry.
+/// The split-K members: (family member, slices of K), each named `<member>_sk<slices>`. Small
+/// tiles with many slices for the thinnest outputs (64×64 is one 64×64 tile), a larger tile with
+/// fewer for outputs of a few dozen tiles; the selector learns where each pays from measurements.
+pub const SPLIT_K: [(&str, u32); 3] = [
+    ("rb64x64x16_4x4", 16),
+    ("rb64x64x16_4x4", 4),
+    ("rb128x64x16_8x4_p", 4),
+];
+
+/// Every member's catalogue entry, then the split-K members'.
 pub(super) fn kernels() -> Vec<KernelSpec> {
-    FAMILY
+    let members: Vec<KernelSpec> = FAMILY
         .iter()
         .map(|p| {
             p.spec()
                 .expect("FAMILY members satisfy the generator's constraints (tested)")
         })
-        .collect()
+        .collect();
+    let split = SPLIT_K.iter().map(|&(member, slices)| {
+        let whole = members.iter().find(|m| m.name == member);
+        KernelSpec {
+            name: format!("{member}_sk{slices}"),
+            split_k: slices,
+            ..whole
+                .expect("SPLIT_K names FAMILY members (tested)")
+                .clone()
+        }
+    });
+    let split: Vec<KernelSpec> = split.collect();
+    members.into_iter().chain(split).collect()
 }
 
 #[cfg(test)]

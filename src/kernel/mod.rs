@@ -4,8 +4,8 @@
 //! - `spec`: [`KernelSpec`], the prelude of each language ([`WGSL_PRELUDE`], [`OPENCL_PRELUDE`]:
 //!   binding layout, guarded loads and stores) and the uniform [`Params`] every WGSL kernel reads;
 //! - `seed`: the seed project's tilings (tile16, tile20, tile24) in WGSL and OpenCL C;
-//! - `family`: the register-blocked family for modern GPUs, generated from parameter sets
-//!   ([`FAMILY`], [`TileParams`]).
+//! - `family`: the register-blocked family for modern GPUs, generated in WGSL and OpenCL C from
+//!   parameter sets ([`FAMILY`], [`TileParams`]), and its split-K members ([`SPLIT_K`]).
 //!
 //! The catalogue is built once per process (the family's WGSL is generated then) and shared by
 //! every device: [`catalogue`], [`find`].
@@ -14,7 +14,7 @@ mod family;
 mod seed;
 mod spec;
 
-pub use family::{Staging, TileParams, FAMILY};
+pub use family::{Staging, TileParams, FAMILY, SPLIT_K};
 pub use spec::{Dispatch, KernelSpec, Params, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE};
 
 use std::sync::OnceLock;

@@ -28,6 +28,7 @@ fn seed_kernel(
         buffers: 1,
         prefetch: false,
         group_m: 0,
+        split_k: 1,
     }
 }
 

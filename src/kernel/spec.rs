@@ -46,6 +46,9 @@ pub struct KernelSpec {
     pub prefetch: bool,
     /// Tile-rows per band of the grouped workgroup order (0: row-major order).
     pub group_m: u32,
+    /// Slices K is cut into, each a workgroup layer writing partial products that a second pass
+    /// sums into C (1: all of K in one pass). See `backend::gpu::split_k`.
+    pub split_k: u32,
 }
 
 /// The kernels' revision: bump it when a change to a prelude, a seed shader or the generator
@@ -72,10 +75,14 @@ impl KernelSpec {
             self.group_m,
             KERNEL_REVISION,
         ];
-        let bytes = self
-            .name
-            .bytes()
-            .chain(parameters.iter().flat_map(|p| p.to_le_bytes()));
+        // A split count of 1 adds nothing: fingerprints from before split-K stay valid.
+        let split = (self.split_k > 1).then_some(self.split_k);
+        let bytes = self.name.bytes().chain(
+            parameters
+                .iter()
+                .chain(split.iter())
+                .flat_map(|p| p.to_le_bytes()),
+        );
         bytes.fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
             (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3)
         })

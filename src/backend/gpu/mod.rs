@@ -6,6 +6,8 @@
 //! (kernel, transposes), the three host-path buffers kept and grown on demand, the limit checks, and
 //! the row-by-row copy-back that leaves C's padding between rows untouched.
 
+mod split_k;
+
 use super::resident::{check_on, DeviceMatrix};
 use super::Backend;
 use crate::device::{Capabilities, DeviceInfo};
@@ -80,6 +82,9 @@ pub struct GpuBackend<R: GpuRuntime> {
     /// A, B and C of host-slice calls; the lock also keeps one call's writes, launch and read
     /// together.
     host_buffers: Mutex<[Option<R::Buffer>; 3]>,
+    /// The partial products of split-K calls and a vector of ones to sum them with
+    /// ([`split_k`]); the lock keeps one call's two passes together.
+    workspace: Mutex<[Option<R::Buffer>; 2]>,
     /// Per kernel, the slowest GFLOPS of its host-slice calls here (copies included, calls of at
     /// least [`TIMED_CALL_SECONDS`]): what its time-outs scale with.
     slowest: Mutex<HashMap<String, f64>>,
@@ -162,6 +167,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
             programs: Mutex::new(HashMap::new()),
             host_buffers: Mutex::new([None, None, None]),
             slowest: Mutex::new(HashMap::new()),
+            workspace: Mutex::new([None, None]),
         }
     }
 
@@ -256,7 +262,16 @@ impl<R: GpuRuntime> GpuBackend<R> {
             "workgroups per dispatch dimension",
             groups_x.max(groups_y),
             caps.max_workgroups_per_dimension as u64,
-        )
+        )?;
+        if spec.split_k > 1 && problem.batch == 1 {
+            let workspace = split_k::SplitPlan::new(problem, spec.split_k).workspace_elements();
+            self.exceeds(
+                "split-K workspace (elements)",
+                workspace as u64,
+                self.fitting_elements(),
+            )?;
+        }
+        Ok(())
     }
 
     /// The limits no split of `problem` can bring it under: the kernel's workgroup against the
@@ -388,16 +403,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
             self.runtime.write(c_buffer, &c[..extents.c])?;
         }
         let buffers = [&*a_buffer, &*b_buffer, &*c_buffer];
-        let mut seconds = Some(0.0);
-        for dispatch in spec.dispatches(problem, self.max_layers()) {
-            let launch = self
-                .runtime
-                .launch(&program, spec, &dispatch, extents, buffers, timed)?;
-            if timed {
-                let ran = self.runtime.kernel_seconds(launch)?;
-                seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
-            }
-        }
+        let seconds = self.enqueue(&program, spec, problem, extents, buffers, timed)?;
         let c_valid = &mut c[..extents.c];
         let flops = problem.flops();
         let timeout = timeout_for(flops, self.lock_slowest().get(&spec.name).copied());
@@ -412,11 +418,40 @@ impl<R: GpuRuntime> GpuBackend<R> {
             let rate = rates.entry(spec.name.clone()).or_insert(gflops);
             *rate = rate.min(gflops);
         }
-        Ok(seconds.filter(|_| timed))
+        Ok(seconds)
     }
 
     fn lock_slowest(&self) -> MutexGuard<'_, HashMap<String, f64>> {
         self.slowest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues the launches of `problem` with `spec` on (A, B, C), which span `extents`: a split-K
+    /// kernel's two passes ([`split_k`]), else one launch per block of workgroup layers. With
+    /// `timed`, the kernel seconds of every launch, summed.
+    fn enqueue(
+        &self,
+        program: &R::Program,
+        spec: &KernelSpec,
+        problem: &GemmProblem,
+        extents: &Extents,
+        buffers: [&R::Buffer; 3],
+        timed: bool,
+    ) -> Result<Option<f64>> {
+        if spec.split_k > 1 && problem.batch == 1 {
+            let seconds = self.enqueue_split_k(program, spec, problem, extents, buffers, timed)?;
+            return Ok(seconds.filter(|_| timed));
+        }
+        let mut seconds = Some(0.0);
+        for dispatch in spec.dispatches(problem, self.max_layers()) {
+            let launch = self
+                .runtime
+                .launch(program, spec, &dispatch, extents, buffers, timed)?;
+            if timed {
+                let ran = self.runtime.kernel_seconds(launch)?;
+                seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
+            }
+        }
+        Ok(seconds.filter(|_| timed))
     }
 
     /// Workgroup layers (products of a batch) one launch may have.
@@ -632,10 +667,7 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         let program = self.program(&spec, problem.trans_a, problem.trans_b)?;
         let (a, b) = (a.storage::<R::Buffer>()?, b.storage::<R::Buffer>()?);
         let c = c.storage_mut::<R::Buffer>()?;
-        for dispatch in spec.dispatches(problem, self.max_layers()) {
-            self.runtime
-                .launch(&program, &spec, &dispatch, &extents, [a, b, &*c], false)?;
-        }
+        self.enqueue(&program, &spec, problem, &extents, [a, b, &*c], false)?;
         Ok(())
     }
 
