@@ -24,8 +24,10 @@ pub struct BenchArgs {
     /// Timed repetitions per measurement (fewer when --max-seconds runs out, never under 3).
     #[arg(long, default_value_t = 10)]
     reps: usize,
-    /// Time budget per measurement, seconds.
-    #[arg(long, default_value_t = 3.0, value_parser = super::args::seconds)]
+    /// Time budget per measurement, seconds: repetitions stop once it is spent (at least 3), and a
+    /// pair whose rate at a smaller shape predicts a warm-up and 3 repetitions over twice the
+    /// budget is skipped at the larger shape and named after the table.
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::seconds)]
     max_seconds: f64,
     /// Write the measurements as a JSON array.
     #[arg(long)]
