@@ -17,9 +17,11 @@ pub const OPENCL_PRELUDE: &str = include_str!("../../kernels_cl/prelude.cl");
 /// One GEMM tiling and its sources, so the same algorithm runs on every API.
 ///
 /// WGSL: [`WGSL_PRELUDE`] (bindings 0–3: A, B, C and the problem's [`Params`]; the overrides
-/// `TRANS_A` and `TRANS_B`), then the tiling's workgroup tiles and entry point `main`.
-/// OpenCL C: [`OPENCL_PRELUDE`], then `gemm(M, N, K, alpha, A, B, beta, C, lda, ldb, ldc)` (the
-/// seed's signature plus leading dimensions), built with `-D TRANS_A=0|1 -D TRANS_B=0|1`.
+/// `TRANS_A` and `TRANS_B`), then the tiling's workgroup tiles and entry point `main`, which first
+/// calls `enter_batch(group.z)`.
+/// OpenCL C: [`OPENCL_PRELUDE`], then `gemm(GEMM_ARGS)` (the seed's signature plus leading
+/// dimensions and batch strides), which first calls `ENTER_BATCH()`, built with
+/// `-D TRANS_A=0|1 -D TRANS_B=0|1`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelSpec {
     /// The catalogue's key: unique, and stable across versions (tuning data is stored under it).
