@@ -391,70 +391,55 @@ impl TileParams {
     /// Writes the loaded quads into the K-major slabs: quads along M (A transposed) or N (B as is)
     /// go in whole; quads along K are scattered over four K rows.
     fn emit_stores(&self, w: &mut String, l: Language, off_a: &str, off_b: &str) {
-        let TileParams { bm, bn, bk, .. } = *self;
+        let TileParams { bm, bn, .. } = *self;
         let threads = self.threads();
-        let (am, bnq, kq) = (bm / 4, bn / 4, bk / 4);
         let (loads_a, loads_b) = self.loads_per_thread();
-        let comps = ["x", "y", "z", "w"];
-        for l_index in 0..loads_a {
-            let q = format!("(flat + {}u)", l_index * threads);
+        for load in 0..loads_a {
+            let q = format!("(flat + {}u)", load * threads);
             let _ = writeln!(
                 w,
-                "        if (TRANS_A) {{\n            a_s[{off_a} + {q}] = pa{l_index};\n        }} else {{"
+                "        if (TRANS_A) {{\n            a_s[{off_a} + {q}] = pa{load};\n        }} else {{"
             );
-            let _ = writeln!(
-                w,
-                "            {}",
-                l.let_uint("i", &format!("{q} / {kq}u"))
-            );
-            let _ = writeln!(
-                w,
-                "            {}",
-                l.let_uint("kk", &format!("({q} % {kq}u) * 4u"))
-            );
-            for (e, comp) in comps.iter().enumerate() {
-                let _ = writeln!(
-                    w,
-                    "            {}",
-                    l.set_lane(
-                        "a_s",
-                        &format!("{off_a} + (kk + {e}u) * {am}u + i / 4u"),
-                        "i % 4u",
-                        &format!("pa{l_index}.{comp}")
-                    )
-                );
-            }
+            self.emit_scatter(w, l, ("a_s", off_a, bm / 4), &q, &format!("pa{load}"));
             w.push_str("        }\n");
         }
-        for l_index in 0..loads_b {
-            let q = format!("(flat + {}u)", l_index * threads);
-            let _ = writeln!(w, "        if (TRANS_B) {{");
+        for load in 0..loads_b {
+            let q = format!("(flat + {}u)", load * threads);
+            w.push_str("        if (TRANS_B) {\n");
+            self.emit_scatter(w, l, ("b_s", off_b, bn / 4), &q, &format!("pb{load}"));
             let _ = writeln!(
                 w,
-                "            {}",
-                l.let_uint("j", &format!("{q} / {kq}u"))
+                "        }} else {{\n            b_s[{off_b} + {q}] = pb{load};\n        }}"
             );
-            let _ = writeln!(
-                w,
-                "            {}",
-                l.let_uint("kk", &format!("({q} % {kq}u) * 4u"))
-            );
-            for (e, comp) in comps.iter().enumerate() {
-                let _ = writeln!(
-                    w,
-                    "            {}",
-                    l.set_lane(
-                        "b_s",
-                        &format!("{off_b} + (kk + {e}u) * {bnq}u + j / 4u"),
-                        "j % 4u",
-                        &format!("pb{l_index}.{comp}")
-                    )
-                );
-            }
-            let _ = writeln!(
-                w,
-                "        }} else {{\n            b_s[{off_b} + {q}] = pb{l_index};\n        }}"
-            );
+        }
+    }
+
+    /// Quad `q` of a slab loaded along K (its operand's row q / (BK/4), K offset (q % (BK/4))·4),
+    /// `value`, scattered lane by lane over four K rows of the K-major slab `(array, offset, vec4s
+    /// per K row)`.
+    fn emit_scatter(
+        &self,
+        w: &mut String,
+        l: Language,
+        (array, offset, row_quads): (&str, &str, u32),
+        q: &str,
+        value: &str,
+    ) {
+        let kq = self.bk / 4;
+        let _ = writeln!(
+            w,
+            "            {}",
+            l.let_uint("i", &format!("{q} / {kq}u"))
+        );
+        let _ = writeln!(
+            w,
+            "            {}",
+            l.let_uint("kk", &format!("({q} % {kq}u) * 4u"))
+        );
+        for (e, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+            let index = format!("{offset} + (kk + {e}u) * {row_quads}u + i / 4u");
+            let store = l.set_lane(array, &index, "i % 4u", &format!("{value}.{comp}"));
+            let _ = writeln!(w, "            {store}");
         }
     }
 
