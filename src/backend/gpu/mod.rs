@@ -137,19 +137,24 @@ const RESIDENT_READ_TIMEOUT: Duration = Duration::from_secs(600);
 /// A time-out allows this many times what the kernel's slowest call so far predicts.
 const TIMEOUT_SLACK: f64 = 10.0;
 
-/// The rate a kernel not yet timed on a device is assumed to reach, GFLOPS: below lavapipe's
+/// The rate a kernel not yet timed on a device is assumed to reach, GFLOPS: a third of lavapipe's
 /// slowest (tile16 at 0.03 GFLOPS on 2 cores), so a first call is never cut short.
 const UNTIMED_GFLOPS: f64 = 0.01;
 
 /// Calls shorter than this are mostly fixed costs: their rate says little about the kernel's.
 const TIMED_CALL_SECONDS: f64 = 0.01;
 
-/// How long a GEMM of `flops` may take before it counts as hung: a minute, plus
-/// [`TIMEOUT_SLACK`] times what `slowest_gflops` (the kernel's slowest call on this device so far,
-/// else [`UNTIMED_GFLOPS`]) predicts; at most a week.
+/// How long a GEMM of `flops` may take before it counts as hung: a minute, plus [`TIMEOUT_SLACK`]
+/// times what `slowest_gflops` (the kernel's slowest call on this device so far) predicts, or,
+/// for a kernel not yet timed here, what [`UNTIMED_GFLOPS`] (itself the slack) predicts; at most a
+/// week.
 fn timeout_for(flops: f64, slowest_gflops: Option<f64>) -> Duration {
-    let gflops = slowest_gflops.unwrap_or(UNTIMED_GFLOPS).max(1e-6);
-    let seconds = 60.0 + TIMEOUT_SLACK * flops / (gflops * 1e9);
+    let predicted = |gflops: f64| flops / (gflops.max(1e-6) * 1e9);
+    let seconds = 60.0
+        + match slowest_gflops {
+            Some(gflops) => TIMEOUT_SLACK * predicted(gflops),
+            None => predicted(UNTIMED_GFLOPS),
+        };
     Duration::from_secs_f64(seconds.min(7.0 * 86_400.0))
 }
 
@@ -778,7 +783,7 @@ mod tests {
     fn time_outs_scale_with_the_slowest_rate_seen() {
         let flops = 2.0 * 1792f64.powi(3);
         let first = timeout_for(flops, None).as_secs_f64();
-        assert!(first > 1000.0, "{first}");
+        assert!((first - (60.0 + flops / 0.01e9)).abs() < 1e-6, "{first}");
         let timed = timeout_for(flops, Some(0.03)).as_secs_f64();
         assert!((timed - (60.0 + 10.0 * flops / 0.03e9)).abs() < 1e-6);
         let fast = timeout_for(flops, Some(30_000.0)).as_secs_f64();
