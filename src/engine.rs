@@ -14,7 +14,7 @@ use crate::select::guard::{Disabled, Guard};
 use crate::select::online::{Explorer, OnlineTuning, Plan};
 use crate::select::policy::{ActivePolicy, Policy};
 use crate::select::recorder::Recorder;
-use crate::select::{Choice, Selection, Selector, Target};
+use crate::select::{ranked_as, Choice, Selection, Selector, Target};
 use crate::telemetry::{Fallback, Report, Telemetry};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 use std::borrow::Cow;
@@ -351,8 +351,9 @@ impl Engine {
             return;
         };
         self.telemetry.record_tracked(seconds, index != 0);
-        // A batch's products stacked along M: the same operations, so its GFLOPS are right.
-        let shape = Shape::new(problem.m * problem.batch, problem.n, problem.k);
+        // A batch as the selector ranks it (its products stacked along M): its GFLOPS are right.
+        let stacked = ranked_as(problem);
+        let shape = Shape::new(stacked.m, stacked.n, stacked.k);
         let Some(settled) = self
             .explorer
             .record(selection, index, shape, seconds, kernel_seconds)

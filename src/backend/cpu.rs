@@ -110,8 +110,11 @@ impl Backend for CpuBackend {
         let product_flops = single.flops();
         let parallel = self.threads > 1 && product_flops / 2.0 >= PARALLEL_THRESHOLD;
         let threads = self.threads.min(problem.batch);
-        if parallel || threads <= 1 {
-            // Large products (or one thread): one after the other, each on every core.
+        // Threads for the batch only when it is worth spawning them, as for one product.
+        let share_batch = !parallel && threads > 1 && problem.flops() / 2.0 >= PARALLEL_THRESHOLD;
+        if !share_batch {
+            // Large products (or little work, or one thread): one after the other, each on every
+            // core when large.
             let parallelism = if parallel {
                 gemm::Parallelism::Rayon(self.threads)
             } else {

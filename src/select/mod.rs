@@ -528,7 +528,7 @@ impl Selector {
 /// The single GEMM whose estimates stand for `problem`'s: a batch of B products of m×n×k is ranked
 /// as one (B·m)×n×k GEMM — the same workgroups and floating-point operations, each product's B
 /// read once more (estimates of a batch are approximate until on-line tuning has timed it).
-fn ranked_as(problem: &GemmProblem) -> GemmProblem {
+pub(crate) fn ranked_as(problem: &GemmProblem) -> GemmProblem {
     if problem.batch == 1 {
         return *problem;
     }

@@ -268,7 +268,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
             groups_x.max(groups_y),
             caps.max_workgroups_per_dimension as u64,
         )?;
-        if spec.split_k > 1 && problem.batch == 1 {
+        if split_k::applies(spec, problem) {
             let workspace = split_k::SplitPlan::new(problem, spec.split_k).workspace_elements();
             self.exceeds(
                 "split-K workspace (elements)",
@@ -442,12 +442,28 @@ impl<R: GpuRuntime> GpuBackend<R> {
         buffers: [&R::Buffer; 3],
         timed: bool,
     ) -> Result<Option<f64>> {
-        if spec.split_k > 1 && problem.batch == 1 {
-            let seconds = self.enqueue_split_k(program, spec, problem, extents, buffers, timed)?;
-            return Ok(seconds.filter(|_| timed));
-        }
+        let seconds = if split_k::applies(spec, problem) {
+            self.enqueue_split_k(program, spec, problem, extents, buffers, timed)?
+        } else {
+            let dispatches = spec.dispatches(problem, self.max_layers());
+            self.launch_all(program, spec, dispatches, extents, buffers, timed)?
+        };
+        Ok(seconds.filter(|_| timed))
+    }
+
+    /// Queues `dispatches` of `spec`; with `timed`, their kernel seconds summed (each launch
+    /// waited for), else `Some(0.0)`.
+    fn launch_all(
+        &self,
+        program: &R::Program,
+        spec: &KernelSpec,
+        dispatches: impl IntoIterator<Item = Dispatch>,
+        extents: &Extents,
+        buffers: [&R::Buffer; 3],
+        timed: bool,
+    ) -> Result<Option<f64>> {
         let mut seconds = Some(0.0);
-        for dispatch in spec.dispatches(problem, self.max_layers()) {
+        for dispatch in dispatches {
             let launch = self
                 .runtime
                 .launch(program, spec, &dispatch, extents, buffers, timed)?;
@@ -456,7 +472,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
                 seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
             }
         }
-        Ok(seconds.filter(|_| timed))
+        Ok(seconds)
     }
 
     /// Workgroup layers (products of a batch) one launch may have.
@@ -695,8 +711,7 @@ mod tests {
     use super::*;
     use crate::problem::Transpose;
     use crate::reference::{max_relative_error, reference_gemm};
-    use crate::verify::fill_random;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
 
     /// Runs `problem` as `run_split` would with operands of at most `fitting` elements, each
     /// part by the f64 reference on views of the same slices.
@@ -757,9 +772,9 @@ mod tests {
                 let mut a = vec![0.0f32; extents.a];
                 let mut b = vec![0.0f32; extents.b];
                 let mut c = vec![0.0f32; extents.c];
-                fill_random(&mut rng, &mut a);
-                fill_random(&mut rng, &mut b);
-                fill_random(&mut rng, &mut c);
+                a.iter_mut().for_each(|x| *x = rng.random_range(-1.0..=1.0));
+                b.iter_mut().for_each(|x| *x = rng.random_range(-1.0..=1.0));
+                c.iter_mut().for_each(|x| *x = rng.random_range(-1.0..=1.0));
                 let want = reference_gemm(&problem, &a, &b, &c).unwrap();
                 let padding: Vec<f32> = c.clone();
                 run_in_parts(&problem, &a, &b, &mut c, 60);

@@ -133,9 +133,19 @@ impl<R: GpuRuntime> GpuBackend<R> {
             padded_bytes(plan.workspace_elements()),
             "the split-K workspace",
         )?;
-        let ones = self.reuse(ones_slot, padded_bytes(plan.slices()), "split-K ones")?;
-        self.runtime.write(ones, &vec![1.0; plan.slices()])?;
-        let (partials, ones) = (&*partials, &*ones);
+        // Ones for the largest split seen, written once when allocated.
+        let ones_bytes = padded_bytes(spec.split_k as usize);
+        if ones_slot
+            .as_ref()
+            .is_none_or(|ones| self.runtime.capacity(ones) < ones_bytes)
+        {
+            let mut ones = self.runtime.allocate(ones_bytes, "split-K ones")?;
+            self.runtime
+                .write(&mut ones, &vec![1.0; spec.split_k as usize])?;
+            *ones_slot = Some(ones);
+        }
+        let ones = ones_slot.as_ref().expect("allocated above");
+        let partials = &*partials;
         let partial_extents = Extents {
             c: plan.workspace_elements(),
             ..*extents
@@ -159,26 +169,24 @@ impl<R: GpuRuntime> GpuBackend<R> {
         ];
         let mut seconds = Some(0.0);
         for (program, spec, extents, buffers, dispatches) in passes {
-            for dispatch in dispatches {
-                let launch = self
-                    .runtime
-                    .launch(program, spec, &dispatch, extents, buffers, timed)?;
-                if timed {
-                    let ran = self.runtime.kernel_seconds(launch)?;
-                    seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
-                }
-            }
+            let ran = self.launch_all(program, spec, dispatches, extents, buffers, timed)?;
+            seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
         }
         Ok(seconds)
     }
+}
+
+/// Whether `spec` runs `problem` in slices of K: a split-K kernel on a single GEMM (a batch runs
+/// its products whole).
+pub(super) fn applies(spec: &KernelSpec, problem: &GemmProblem) -> bool {
+    spec.split_k > 1 && problem.batch == 1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::reference::{max_relative_error, reference_gemm};
-    use crate::verify::fill_random;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
 
     /// The two passes, computed by the f64 reference on the plan's own problems and strides, give
     /// the product of the whole problem: every transpose, padded leading dimensions, a short last
@@ -201,7 +209,9 @@ mod tests {
                 );
                 let e = problem.extents().unwrap();
                 let mut operands = [vec![0.0f32; e.a], vec![0.0f32; e.b], vec![0.0f32; e.c]];
-                operands.iter_mut().for_each(|x| fill_random(&mut rng, x));
+                for x in operands.iter_mut().flatten() {
+                    *x = rng.random_range(-1.0..=1.0);
+                }
                 let [a, b, c] = &operands;
                 let want = reference_gemm(&problem, a, b, c).unwrap();
 

@@ -300,13 +300,15 @@ impl WgpuRuntime {
     /// The error of `what` failing with `error`: `DeviceLost` once wgpu has reported the device
     /// lost (every later call would fail the same way), else `Device`.
     fn failure(&self, what: &str, error: impl std::error::Error + Send + Sync + 'static) -> Error {
-        match self.lost.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            Some(why) => Error::DeviceLost {
-                device: self.info.name.clone(),
-                message: format!("{what}: {why}"),
+        match self.check_lost(what) {
+            Err(Error::DeviceLost {
+                device, message, ..
+            }) => Error::DeviceLost {
+                device,
+                message,
                 source: Some(Box::new(error)),
             },
-            None => Error::device(&self.info.name, what, error),
+            _ => Error::device(&self.info.name, what, error),
         }
     }
 
