@@ -90,6 +90,17 @@ impl KernelSpec {
         })
     }
 
+    /// The member whose rate this kernel shares: for a split-K member (`<member>_sk<slices>`,
+    /// see [`super::SPLIT_K`]) the member it cuts K for, else the kernel itself.
+    pub fn whole_name(&self) -> &str {
+        match self.name.rsplit_once("_sk") {
+            Some((member, slices)) if self.split_k > 1 && slices == self.split_k.to_string() => {
+                member
+            }
+            _ => &self.name,
+        }
+    }
+
     /// Threads per workgroup.
     pub fn invocations(&self) -> u32 {
         self.workgroup[0] * self.workgroup[1]

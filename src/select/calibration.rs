@@ -4,9 +4,17 @@
 //! A calibration measures, in a few hundred milliseconds: the fixed cost of a call (a tiny GEMM),
 //! host→device and device→host bandwidth (GEMMs that move 4–64 MiB and compute little, their
 //! device-timed kernel time taken off), and the GFLOPS of the prior's kernels at a mid-size cube
-//! (doubled from 256³ until the kernel runs for a few milliseconds). The estimate is then
-//! `fixed + bytes up ÷ upload rate + bytes down ÷ download rate + flops ÷ kernel rate`. A kernel that
-//! was not calibrated gets the device's slowest calibrated rate: it never wins on a guess.
+//! (doubled from 256³ until the kernel runs for a few milliseconds), and the first kernel's rate on
+//! a single output tile, K grown until it runs for a millisecond. The estimate is then
+//! `fixed + bytes up ÷ upload rate + bytes down ÷ download rate + kernel seconds`.
+//!
+//! Kernel seconds of a catalogue kernel count whole waves of workgroups: the cube's rate over the
+//! one tile's says how many workgroups of the first kernel the device runs at once (its tile's
+//! outputs times that, shared out by tile area, for the others), so a GEMM of few tiles gets
+//! only the share of the device its tiles occupy — 64×64×65536 is one workgroup of 132 SMs' worth
+//! on an H100 — and a split-K member (its whole member's rate, on its slices, plus the summing
+//! pass) can win where its member idles the device. A kernel that was not calibrated gets the
+//! device's slowest calibrated rate: it never wins on a guess.
 //!
 //! A calibration is kept beside the device's tuning database, in the same folder and named after
 //! the same device key (`<key>.calibration.json`): in the user cache for this host's devices (the
@@ -16,21 +24,28 @@
 
 use super::db::{write_atomically, DataSource, TuningDb};
 use crate::backend::cpu::NATIVE_KERNEL;
+use crate::backend::gpu::split_k::{self, SplitPlan};
 use crate::backend::Backend;
 use crate::bench::{measure, BenchConfig, Operands};
 use crate::device::BackendKind;
 use crate::error::{Error, Result};
-use crate::kernel::PRIOR_GPU_KERNELS;
+use crate::kernel::{find, KernelSpec, BASELINE_KERNEL, PRIOR_GPU_KERNELS};
 use crate::problem::GemmProblem;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const FORMAT: &str = "tilegemm-calibration";
-const VERSION: u32 = 1;
+/// Version 2 added [`Calibration::one_tile`]; version 1 files are still read (for training).
+const VERSION: u32 = 2;
 
 /// Stop growing the rate measurement's cube once the kernel runs this long.
 const RATE_TARGET_SECONDS: f64 = 0.004;
+
+/// Stop growing the one-tile measurement's K once the kernel runs this long, or at
+/// [`ONE_TILE_MAX_K`] (a 128-row A of 32 MiB).
+const ONE_TILE_TARGET_SECONDS: f64 = 0.001;
+const ONE_TILE_MAX_K: usize = 65536;
 
 /// Stop growing a copy measurement once the copy takes this long.
 const COPY_TARGET_SECONDS: f64 = 0.01;
@@ -56,6 +71,11 @@ pub struct Calibration {
     pub download_bytes_per_second: Option<f64>,
     /// Kernel GFLOPS of each calibrated kernel, with the cube it was measured at.
     pub kernels: Vec<KernelRate>,
+    /// The first calibrated kernel's GFLOPS on one output tile (`size` is K there): how fast one
+    /// workgroup computes alone. None for kernels outside the catalogue (the CPU's) and in
+    /// version 1 calibrations.
+    #[serde(default)]
+    pub one_tile: Option<KernelRate>,
     /// Seconds the calibration took.
     pub seconds: f64,
 }
@@ -86,15 +106,82 @@ impl Calibration {
     /// Predicted end-to-end GFLOPS of `kernel` on `problem`.
     pub fn estimate_gflops(&self, kernel: &str, problem: &GemmProblem) -> Option<f64> {
         let extents = problem.extents().ok()?;
-        let gflops = self.kernel_gflops(kernel)?;
+        let kernel_seconds = self.kernel_seconds(kernel, problem)?;
         let up_elements = extents.a + extents.b + if problem.beta != 0.0 { extents.c } else { 0 };
         let copy =
             |elements: usize, rate: Option<f64>| rate.map_or(0.0, |r| 4.0 * elements as f64 / r);
         let seconds = self.fixed_seconds
             + copy(up_elements, self.upload_bytes_per_second)
             + copy(extents.c, self.download_bytes_per_second)
-            + problem.flops() / (gflops * 1e9);
+            + kernel_seconds;
         Some(problem.flops().max(1.0) / seconds / 1e9)
+    }
+
+    /// Predicted kernel seconds of `kernel` on `problem`: flops over the calibrated rate, or, for
+    /// a catalogue kernel, whole waves of its workgroups (see the module's documentation).
+    pub fn kernel_seconds(&self, kernel: &str, problem: &GemmProblem) -> Option<f64> {
+        let Some(spec) = find(kernel) else {
+            return Some(problem.flops() / (self.kernel_gflops(kernel)? * 1e9));
+        };
+        if !split_k::applies(spec, problem) {
+            return self.wave_seconds(spec, problem);
+        }
+        let plan = SplitPlan::new(problem, spec.split_k);
+        let slices =
+            GemmProblem::new(problem.m, problem.n, plan.slab()).with_packed_batch(plan.slices());
+        let summer = find(BASELINE_KERNEL)?;
+        Some(
+            self.wave_seconds(spec, &slices)?
+                + self.wave_seconds(summer, &plan.reduce_problem())?,
+        )
+    }
+
+    /// Seconds of the workgroups of `spec` (a kernel run whole: each workgroup a tile of every
+    /// product over all of K) at its member's calibrated rate, in waves of as many workgroups as
+    /// the device runs at once; without a one-tile rate, as one wave of them all.
+    fn wave_seconds(&self, spec: &KernelSpec, problem: &GemmProblem) -> Option<f64> {
+        let whole_rate = self.full_tile_gflops(spec, spec.whole_name())?;
+        let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
+        let groups = (groups_x * groups_y) as f64 * problem.batch as f64;
+        let group_flops = tile_flops(spec, problem.k);
+        let at_once = self.concurrent_outputs().map_or(groups, |outputs| {
+            (outputs / (spec.tile_m * spec.tile_n) as f64).max(1.0)
+        });
+        let waves = (groups / at_once).ceil();
+        Some(waves * at_once * group_flops / (whole_rate * 1e9))
+    }
+
+    /// The calibrated rate of `kernel` (tiling `spec`) counted in its workgroups' flops, padding
+    /// included: the rate at which the device does whole tiles when every slot is busy.
+    fn full_tile_gflops(&self, spec: &KernelSpec, kernel: &str) -> Option<f64> {
+        let gflops = self.kernel_gflops(kernel)?;
+        let size = self
+            .kernels
+            .iter()
+            .find(|k| k.kernel == kernel)
+            .map_or(0, |k| k.size);
+        if size == 0 {
+            return Some(gflops);
+        }
+        let (groups_x, groups_y) = spec.dispatch(size, size);
+        let padded = (groups_x * groups_y) as f64 * tile_flops(spec, size);
+        Some(gflops * padded / (2.0 * (size as f64).powi(3)))
+    }
+
+    /// Outputs the device computes at once: the first kernel's tiles at once (its full rate over
+    /// its one-tile rate) times its tile's outputs. None without a one-tile rate.
+    fn concurrent_outputs(&self) -> Option<f64> {
+        let one = self.one_tile.as_ref()?;
+        let spec = find(&one.kernel)?;
+        let full = self.full_tile_gflops(spec, &one.kernel)?;
+        let tiles_at_once = (full / one.gflops).max(1.0);
+        Some(tiles_at_once * (spec.tile_m * spec.tile_n) as f64)
+    }
+
+    /// Whether this calibration measured everything the current version measures (an older one
+    /// is made again on this host; it still serves for training).
+    pub fn is_current(&self) -> bool {
+        self.version == VERSION
     }
 
     /// The calibrated kernel GFLOPS of `kernel`; a kernel not calibrated gets the device's slowest
@@ -134,7 +221,7 @@ impl Calibration {
             Error::file(&path, format!("not a calibration: {e}"), Some(Box::new(e)))
         })?;
         if calibration.format != FORMAT
-            || calibration.version != VERSION
+            || !(1..=VERSION).contains(&calibration.version)
             || calibration.device_key != key
         {
             return Err(Error::file(
@@ -160,6 +247,37 @@ impl Calibration {
     /// The file name of the calibration of the device `key`.
     pub fn file_name(key: &str) -> String {
         TuningDb::file_name(key).replace(".tuning.json", ".calibration.json")
+    }
+}
+
+/// 2·m·n·k of one workgroup of `spec` over a depth of `k`: its tile whole, padding included.
+fn tile_flops(spec: &KernelSpec, k: usize) -> f64 {
+    2.0 * (spec.tile_m * spec.tile_n) as f64 * k as f64
+}
+
+/// The rate of catalogue kernel `kernel` on a single output tile, K doubled from 2048 until it
+/// runs [`ONE_TILE_TARGET_SECONDS`]; None for other kernels or when it fails.
+fn one_tile_rate(
+    backend: &dyn Backend,
+    kernel: &str,
+    fixed_seconds: f64,
+    started: Instant,
+) -> Option<KernelRate> {
+    let spec = find(kernel)?;
+    let mut k = 2048;
+    loop {
+        let problem = GemmProblem::new(spec.tile_m as usize, spec.tile_n as usize, k);
+        let (e2e, kernel_seconds) = time(backend, kernel, &problem).ok()?;
+        let seconds = kernel_seconds.unwrap_or(e2e - fixed_seconds).max(1e-9);
+        if seconds >= ONE_TILE_TARGET_SECONDS || k >= ONE_TILE_MAX_K || started.elapsed() >= BUDGET
+        {
+            return Some(KernelRate {
+                kernel: kernel.to_string(),
+                size: k,
+                gflops: problem.flops() / seconds / 1e9,
+            });
+        }
+        k *= 2;
     }
 }
 
@@ -243,6 +361,7 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
     // copies cannot take the time the first rate needs.
     let mut start = 256;
     let mut copy_rates = (None, None);
+    let mut one_tile = None;
     for (position, kernel) in kernels.iter().enumerate() {
         let mut size = start;
         let mut rate = None;
@@ -265,6 +384,9 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
         if position == 0 {
             start = size;
             copy_rates = measure_copies();
+            one_tile = rate
+                .as_ref()
+                .and_then(|_| one_tile_rate(backend, kernel, fixed_seconds, started));
         }
         rates.extend(rate);
         if started.elapsed() >= BUDGET && position >= 1 {
@@ -283,6 +405,7 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
         upload_bytes_per_second: upload,
         download_bytes_per_second: download,
         kernels: rates,
+        one_tile,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -311,7 +434,77 @@ mod tests {
                     gflops: 1_000.0,
                 },
             ],
+            one_tile: None,
             seconds: 0.1,
+        }
+    }
+
+    /// An H100 as a calibration would see it: rb128x64x16_8x4_p at 36 TFLOPS on 4096³, tile16 at
+    /// 5, and one 128×64 tile alone at 136 GFLOPS (about 265 workgroups at once).
+    fn h100(one_tile: bool) -> Calibration {
+        let rate = |kernel: &str, size, gflops| KernelRate {
+            kernel: kernel.into(),
+            size,
+            gflops,
+        };
+        Calibration {
+            kernels: vec![
+                rate("rb128x64x16_8x4_p", 4096, 36_000.0),
+                rate(BASELINE_KERNEL, 4096, 5_000.0),
+            ],
+            one_tile: one_tile.then(|| rate("rb128x64x16_8x4_p", 65536, 136.0)),
+            ..calibration(Some(20e9))
+        }
+    }
+
+    #[test]
+    fn few_tiles_get_their_share_of_the_device_and_split_k_fills_it() {
+        let c = h100(true);
+        let seconds = |kernel: &str, p: &GemmProblem| c.kernel_seconds(kernel, p).unwrap();
+        // The calibration's own point comes back within its last wave's rounding.
+        let cube = GemmProblem::new(4096, 4096, 4096);
+        let at_rate = cube.flops() / 36e12;
+        let whole = seconds("rb128x64x16_8x4_p", &cube);
+        assert!(
+            whole >= at_rate && whole < 1.05 * at_rate,
+            "{whole} vs {at_rate}"
+        );
+        // One 64×64 output over K = 65536 is one workgroup: the one-tile rate on a padded tile.
+        let thin = GemmProblem::new(64, 64, 65536);
+        let alone = seconds("rb128x64x16_8x4_p", &thin);
+        assert!((alone - 2.0 * 128.0 * 64.0 * 65536.0 / 136e9).abs() < 1e-3 * alone);
+        // Four slices keep four workgroups busy: close to 4× faster, the summing pass included;
+        // sixteen 64×64 slices of the small tile faster still, though it was never calibrated
+        // (the slowest rate, tile16's).
+        let split = seconds("rb128x64x16_8x4_p_sk4", &thin);
+        assert!(
+            split < alone / 3.0 && split > alone / 4.0,
+            "{split} vs {alone}"
+        );
+        assert!(
+            c.estimate_gflops("rb128x64x16_8x4_p_sk4", &thin)
+                > c.estimate_gflops("rb128x64x16_8x4_p", &thin)
+        );
+        // Where the tiles fill the device the split only adds its summing pass.
+        assert!(seconds("rb128x64x16_8x4_p_sk4", &cube) > whole);
+        // A wave and one tile more takes two waves.
+        let tiles_at_once = (36_000.0 / 136.0f64).floor() as usize;
+        let one_wave = GemmProblem::new(128, 64 * tiles_at_once, 4096);
+        let and_one = GemmProblem::new(128, 64 * (tiles_at_once + 1), 4096);
+        let ratio =
+            seconds("rb128x64x16_8x4_p", &and_one) / seconds("rb128x64x16_8x4_p", &one_wave);
+        assert!((ratio - 2.0).abs() < 0.05, "{ratio}");
+    }
+
+    #[test]
+    fn without_a_one_tile_rate_splitting_never_pays() {
+        let c = h100(false);
+        for p in [
+            GemmProblem::new(64, 64, 65536),
+            GemmProblem::new(4096, 4096, 4096),
+        ] {
+            let split = c.kernel_seconds("rb128x64x16_8x4_p_sk4", &p).unwrap();
+            assert!(split > c.kernel_seconds("rb128x64x16_8x4_p", &p).unwrap());
         }
     }
 

@@ -276,7 +276,7 @@ impl Selector {
                 folder
                     .as_ref()
                     .and_then(|source| match Calibration::load_from(source, key) {
-                        Ok(found) => found,
+                        Ok(found) => found.filter(Calibration::is_current),
                         Err(e) => {
                             log::warn!("ignoring {e}");
                             None

@@ -609,6 +609,7 @@ mod tests {
             upload_bytes_per_second: None,
             download_bytes_per_second: None,
             kernels: vec![rate("tile24", gflops), rate("tile16", gflops / 2.0)],
+            one_tile: None,
             seconds: 0.1,
         }
     }

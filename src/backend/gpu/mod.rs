@@ -6,7 +6,7 @@
 //! (kernel, transposes), the three host-path buffers kept and grown on demand, the limit checks, and
 //! the row-by-row copy-back that leaves C's padding between rows untouched.
 
-mod split_k;
+pub(crate) mod split_k;
 
 use super::resident::{check_on, DeviceMatrix};
 use super::Backend;

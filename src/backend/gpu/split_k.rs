@@ -15,7 +15,7 @@ use crate::problem::{Extents, GemmProblem, Transpose};
 
 /// How one problem is cut into slices of K.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct SplitPlan {
+pub(crate) struct SplitPlan {
     problem: GemmProblem,
     /// Depth of every full slice.
     slab: usize,
@@ -27,7 +27,7 @@ pub(super) struct SplitPlan {
 
 impl SplitPlan {
     /// `problem` (a single GEMM, k > 0) cut into at most `splits` slices of equal depth but the last.
-    pub(super) fn new(problem: &GemmProblem, splits: u32) -> Self {
+    pub(crate) fn new(problem: &GemmProblem, splits: u32) -> Self {
         let slab = problem.k.div_ceil(splits.max(1) as usize).max(1);
         SplitPlan {
             problem: *problem,
@@ -38,13 +38,18 @@ impl SplitPlan {
     }
 
     /// Slices written to the workspace.
-    pub(super) fn slices(&self) -> usize {
+    pub(crate) fn slices(&self) -> usize {
         self.full + (self.rest > 0) as usize
     }
 
     /// Floats of the workspace: one m×n partial product per slice.
     pub(super) fn workspace_elements(&self) -> usize {
         self.slices() * self.problem.m * self.problem.n
+    }
+
+    /// Depth of K of every full slice.
+    pub(crate) fn slab(&self) -> usize {
+        self.slab
     }
 
     /// The launches of pass 1: the full slices as a batch, then the short one, each slice's A and
@@ -96,7 +101,7 @@ impl SplitPlan {
 
     /// Pass 2: product i is row i of C (n×1, row stride 1) ← α · (the n×S matrix of row i's
     /// partial rows, the workspace read transposed) · (S ones) + β · row i.
-    fn reduce_problem(&self) -> GemmProblem {
+    pub(crate) fn reduce_problem(&self) -> GemmProblem {
         let p = &self.problem;
         let slices = self.slices();
         GemmProblem::new(p.n, 1, slices)
@@ -178,7 +183,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
 
 /// Whether `spec` runs `problem` in slices of K: a split-K kernel on a single GEMM (a batch runs
 /// its products whole).
-pub(super) fn applies(spec: &KernelSpec, problem: &GemmProblem) -> bool {
+pub(crate) fn applies(spec: &KernelSpec, problem: &GemmProblem) -> bool {
     spec.split_k > 1 && problem.batch == 1
 }
 
