@@ -43,6 +43,11 @@ enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write every GPU kernel's sources into this folder (`<kernel>.wgsl`, `<kernel>.cl`)
+        /// and, where a device's API hands back what its compiler made (NVIDIA's OpenCL: PTX, for
+        /// `ptxas -v`), `<device key>/<kernel>.ptx` (else `.bin`).
+        #[arg(long, value_name = "DIR")]
+        emit: Option<std::path::PathBuf>,
     },
     /// Check kernels against the f64 reference on fresh random data, C poisoned first.
     /// Exits 1 if any case fails.
@@ -96,7 +101,7 @@ fn main() -> ExitCode {
     )
     .init();
     let outcome = match Cli::parse().command {
-        Command::Devices { json } => devices_command(json),
+        Command::Devices { json, emit } => devices_command(json, emit.as_deref()),
         Command::Verify(args) => verify_command(args),
         Command::Run(args) => run_command(args),
         Command::Bench(args) => bench_command(args),

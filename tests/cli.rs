@@ -525,3 +525,27 @@ fn no_loader_noise_about_a_missing_runtime_folder() {
         assert_eq!(mode & 0o777, 0o700);
     }
 }
+
+/// `devices --emit` writes every kernel's sources as the catalogue holds them (OpenCL left out
+/// here: its program binaries are checked in `correctness.rs`, and building them all takes PoCL
+/// twenty seconds).
+#[test]
+fn devices_emit_writes_every_kernels_sources() {
+    let dir = common::temp_dir("emit");
+    let out = Command::new(env!("CARGO_BIN_EXE_tilegemm"))
+        .args(["devices", "--emit"])
+        .arg(&dir)
+        .env("OCL_ICD_VENDORS", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    if common::wgpu_required() {
+        for spec in tilegemm::kernel::catalogue() {
+            let wgsl = std::fs::read_to_string(dir.join(format!("{}.wgsl", spec.name))).unwrap();
+            assert_eq!(wgsl, spec.wgsl);
+            let opencl = std::fs::read_to_string(dir.join(format!("{}.cl", spec.name))).ok();
+            assert_eq!(opencl.as_deref(), spec.opencl.as_deref());
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

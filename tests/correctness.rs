@@ -253,3 +253,19 @@ fn problems_over_the_binding_limit_run_as_sub_gemms() {
         );
     }
 }
+
+/// OpenCL hands back what its compiler made of a kernel (PoCL: its own container; NVIDIA: PTX),
+/// for `tilegemm devices --emit`; the other backends have none to give.
+#[test]
+fn opencl_devices_hand_back_their_program_binaries() {
+    for backend in ocl_backends() {
+        for kernel in ["tile16", "rb64x64x16_4x4"] {
+            let binary = backend.kernel_binary(kernel).unwrap().unwrap_or_default();
+            assert!(binary.len() > 100, "{kernel}: {} bytes", binary.len());
+        }
+        assert!(backend.kernel_binary("no such kernel").is_err());
+    }
+    for backend in wgpu_backends().into_iter().chain([cpu_backend()]) {
+        assert_eq!(backend.kernel_binary("tile16").ok().flatten(), None);
+    }
+}

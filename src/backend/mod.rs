@@ -97,6 +97,13 @@ pub trait Backend: Send + Sync {
         self.gemm(kernel, problem, &a.0, &b.0, &mut c.0)
     }
 
+    /// What the device's compiler made of `kernel` (built without transposes), where its API
+    /// hands it back: NVIDIA's OpenCL gives PTX, for `ptxas -v` to show registers and spills.
+    /// None elsewhere.
+    fn kernel_binary(&self, _kernel: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
     /// Waits for the work queued on `matrix` and copies its first `out.len()` floats into `out`.
     fn read_resident(&self, matrix: &DeviceMatrix, out: &mut [f32]) -> Result<()> {
         check_on((self as *const Self).cast(), &self.info().name, &[matrix])?;

@@ -1,12 +1,18 @@
 //! `tilegemm devices`: every backend and device found, with limits, features and kernels.
 
+use anyhow::Context;
 use serde_json::json;
+use std::path::Path;
 use std::process::ExitCode;
+use tilegemm::select::db::TuningDb;
 use tilegemm::{Backend, BackendKind, Engine};
 
-pub fn devices_command(as_json: bool) -> anyhow::Result<ExitCode> {
+pub fn devices_command(as_json: bool, emit: Option<&Path>) -> anyhow::Result<ExitCode> {
     let engine = Engine::new();
     super::report_unavailable(&engine);
+    if let Some(dir) = emit {
+        emit_kernels(&engine, dir)?;
+    }
     if as_json {
         let list: Vec<_> = engine
             .backends()
@@ -44,6 +50,45 @@ pub fn devices_command(as_json: bool) -> anyhow::Result<ExitCode> {
         println!("    kernels: {}", backend.kernels().join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the sources of every GPU device's kernels into `dir`, and each device's program
+/// binaries, where its API hands them back, into a folder named after the device's key.
+fn emit_kernels(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
+    let write = |path: &Path, bytes: &[u8]| {
+        std::fs::create_dir_all(path.parent().unwrap_or(dir))
+            .and_then(|_| std::fs::write(path, bytes))
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    for backend in engine.backends() {
+        let info = backend.info();
+        if info.backend == BackendKind::Cpu {
+            continue;
+        }
+        let device_dir = dir.join(TuningDb::file_name(&info.key).replace(".tuning.json", ""));
+        for kernel in backend.kernels() {
+            if let Some(spec) = tilegemm::kernel::find(&kernel) {
+                write(&dir.join(format!("{kernel}.wgsl")), spec.wgsl.as_bytes())?;
+                if let Some(opencl) = &spec.opencl {
+                    write(&dir.join(format!("{kernel}.cl")), opencl.as_bytes())?;
+                }
+            }
+            match backend.kernel_binary(&kernel) {
+                Ok(Some(binary)) => {
+                    let extension = if binary.starts_with(b"//") {
+                        "ptx"
+                    } else {
+                        "bin"
+                    };
+                    write(&device_dir.join(format!("{kernel}.{extension}")), &binary)?;
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("{}: {kernel}: {e}", info.name),
+            }
+        }
+    }
+    eprintln!("kernels written to {}", dir.display());
+    Ok(())
 }
 
 fn device_json(backend: &dyn Backend) -> serde_json::Value {

@@ -72,6 +72,10 @@ pub trait GpuRuntime: Send + Sync + 'static {
     /// Waits for a launch to finish, then the seconds its kernel ran on the device; `None` where
     /// untimed.
     fn kernel_seconds(&self, launch: Self::Launch) -> Result<Option<f64>>;
+    /// The driver's binary of a built program, where the API hands it back.
+    fn program_binary(&self, _program: &Self::Program) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A GPU device as a [`Backend`]: one runtime plus what every API needs alike.
@@ -606,6 +610,12 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
     fn kernels(&self) -> Vec<String> {
         let kernels = self.kernels.read().unwrap_or_else(|e| e.into_inner());
         kernels.iter().map(|k| k.name.clone()).collect()
+    }
+
+    fn kernel_binary(&self, kernel: &str) -> Result<Option<Vec<u8>>> {
+        let spec = self.kernel(kernel)?;
+        let program = self.program(&spec, Transpose::No, Transpose::No)?;
+        Ok(self.runtime.program_binary(&program))
     }
 
     /// Only what no split can fix: a problem over the device's sizes runs as sub-GEMMs.

@@ -100,7 +100,7 @@ impl Staging {
 /// A built program and its `gemm` kernel. The kernel's arguments are state: the lock keeps one
 /// launch's arguments and enqueue together.
 pub struct OclProgram {
-    _program: Program,
+    program: Program,
     gemm: Mutex<Kernel>,
 }
 
@@ -356,7 +356,7 @@ impl GpuRuntime for OclRuntime {
         let gemm = Kernel::create(&program, "gemm")
             .map_err(|e| build_error(format!("no kernel 'gemm': {e}")))?;
         Ok(Arc::new(OclProgram {
-            _program: program,
+            program,
             gemm: Mutex::new(gemm),
         }))
     }
@@ -507,6 +507,12 @@ impl GpuRuntime for OclRuntime {
                 _ => None,
             },
         )
+    }
+
+    fn program_binary(&self, program: &Arc<OclProgram>) -> Option<Vec<u8>> {
+        // One context, one device: the first binary is this device's.
+        let binaries = program.program.get_binaries().ok()?;
+        binaries.into_iter().next().filter(|b| !b.is_empty())
     }
 }
 
