@@ -599,9 +599,12 @@ impl Language {
 }
 
 /// The split-K members: (family member, slices of K), each named `<member>_sk<slices>`. Small
-/// tiles with many slices for the thinnest outputs (64×64 is one 64×64 tile), a larger tile with
-/// fewer for outputs of a few dozen tiles; the selector learns where each pays from measurements.
-pub const SPLIT_K: [(&str, u32); 3] = [
+/// tiles with many slices for the thinnest outputs (64×64 is one 64×64 tile: 16 slices keep 16 of
+/// an H100's 132 SMs busy, 128 slices all of them), a larger tile with fewer for outputs of a few
+/// dozen tiles; the selector learns where each pays from measurements.
+pub const SPLIT_K: [(&str, u32); 5] = [
+    ("rb64x64x16_4x4", 128),
+    ("rb64x64x16_4x4", 64),
     ("rb64x64x16_4x4", 16),
     ("rb64x64x16_4x4", 4),
     ("rb128x64x16_8x4_p", 4),
