@@ -61,8 +61,9 @@ pub struct WgpuRuntime {
     queue: wgpu::Queue,
     bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    /// Launches recorded and not yet submitted, with their uniforms.
-    recording: Mutex<Recording>,
+    /// The uniform buffer of `Params` and the value last written to it; locked from its write to
+    /// the submission that reads it.
+    params: Mutex<(wgpu::Buffer, Option<Params>)>,
     /// Mappable copy of the last buffer read back, reused and grown on demand.
     readback: Mutex<Option<wgpu::Buffer>>,
     /// Host-visible buffers that stage uploads, kept mapped between calls ([`UPLOAD_BUFFERS`]).
@@ -71,30 +72,6 @@ pub struct WgpuRuntime {
     timestamps: Option<Timestamps>,
     /// Why the device was lost, once wgpu has said so (its device-lost callback).
     lost: Arc<Mutex<Option<String>>>,
-}
-
-/// Untimed launches recorded into one command buffer before it is submitted: each submission
-/// costs host time and leaves the GPU a gap, which bound a resident chain of 1024³ GEMMs to 48% of
-/// the kernel's throughput on the H100 (one submission per GEMM).
-const RECORDED_LAUNCHES: usize = 64;
-
-/// Launches recorded into a command encoder that has not been submitted yet. Each has its own
-/// slot of the uniform buffer, bound at a dynamic offset; a slot keeps its value across
-/// submissions, so a chain of GEMMs of one shape writes its uniforms once. Work reaches the device
-/// when the encoder is submitted: before anything else is queued (an upload, a read-back, a timed
-/// launch), so the queue's order stays the order of the calls, and once it holds
-/// [`RECORDED_LAUNCHES`].
-struct Recording {
-    /// [`RECORDED_LAUNCHES`] slots of `Params`, `slot_bytes` apart.
-    params: wgpu::Buffer,
-    /// Bytes between slots: `Params` rounded up to the device's uniform offset alignment.
-    slot_bytes: u64,
-    /// Per slot, the value last written to it.
-    written: Vec<Option<Params>>,
-    /// The launches recorded since the last submission, or None.
-    encoder: Option<wgpu::CommandEncoder>,
-    /// Launches in `encoder`: the next launch's slot.
-    launches: usize,
 }
 
 /// Upload staging buffers kept: one per operand a host-slice call writes (A, B, C).
@@ -199,8 +176,7 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLay
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
             ty,
-            // The uniform: one slot per recorded launch (`Recording`).
-            has_dynamic_offset: ty == wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
             min_binding_size: None,
         },
         count: None,
@@ -297,21 +273,12 @@ impl WgpuRuntime {
             bind_group_layouts: &[Some(&bind_group_layout)],
             immediate_size: 0,
         });
-        let alignment = limits.min_uniform_buffer_offset_alignment.max(1) as u64;
-        let slot_bytes = (std::mem::size_of::<Params>() as u64).div_ceil(alignment) * alignment;
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
-            size: slot_bytes * RECORDED_LAUNCHES as u64,
+            size: std::mem::size_of::<Params>() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let recording = Recording {
-            params,
-            slot_bytes,
-            written: vec![None; RECORDED_LAUNCHES],
-            encoder: None,
-            launches: 0,
-        };
         let timestamps = capabilities
             .timestamp_query
             .then(|| Timestamps::new(&device, &queue));
@@ -322,7 +289,7 @@ impl WgpuRuntime {
             queue,
             bind_group_layout,
             pipeline_layout,
-            recording: Mutex::new(recording),
+            params: Mutex::new((params, None)),
             readback: Mutex::new(None),
             uploads: Mutex::new(Vec::new()),
             timestamps,
@@ -377,24 +344,6 @@ impl WgpuRuntime {
             });
         }
         Ok(value)
-    }
-
-    /// Submits the launches recorded so far, if any.
-    fn submit_recorded(&self, recording: &mut Recording) -> Result<()> {
-        let Some(encoder) = recording.encoder.take() else {
-            return Ok(());
-        };
-        recording.launches = 0;
-        self.scoped("submitting GEMMs", 0, || {
-            self.queue.submit([encoder.finish()])
-        })?;
-        Ok(())
-    }
-
-    /// Submits the launches recorded so far: called before anything else is queued.
-    fn submit_pending(&self) -> Result<()> {
-        let mut recording = self.recording.lock().unwrap_or_else(|e| e.into_inner());
-        self.submit_recorded(&mut recording)
     }
 
     /// A buffer of `bytes` with `usage`; an allocation the device refuses is `OutOfMemory`.
@@ -599,9 +548,6 @@ impl GpuRuntime for WgpuRuntime {
 
     fn write(&self, buffer: &mut wgpu::Buffer, data: &[f32]) -> Result<()> {
         self.check_lost("uploading")?;
-        // A write is applied before the next submission: recorded launches that read the
-        // buffer's old contents must be submitted first.
-        self.submit_pending()?;
         if data.len() < PARALLEL_COPY_ELEMENTS {
             // Small: wgpu's own staging, copied in with the GEMM's submission, costs less than a
             // submission of its own (1024³ end to end: 1.51 ms this way, 1.72 ms staged).
@@ -647,27 +593,18 @@ impl GpuRuntime for WgpuRuntime {
     ) -> Result<bool> {
         self.check_lost("launching")?;
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
-        let mut guard = self.recording.lock().unwrap_or_else(|e| e.into_inner());
-        let recording = &mut *guard;
-        if timed {
-            // Timed alone: the timestamps bracket this launch only.
-            self.submit_recorded(recording)?;
-        }
-        let slot = recording.launches;
-        let offset = slot as u64 * recording.slot_bytes;
-        if recording.written[slot] != Some(dispatch.params) {
-            self.queue.write_buffer(
-                &recording.params,
-                offset,
-                bytemuck::bytes_of(&dispatch.params),
-            );
-            recording.written[slot] = Some(dispatch.params);
+        let mut guard = self.params.lock().unwrap_or_else(|e| e.into_inner());
+        let (params, written) = &mut *guard;
+        // A chain of GEMMs of one shape reuses the uniform as it is: `write_buffer` stages every
+        // write through a fresh allocation.
+        let wanted = dispatch.params;
+        if *written != Some(wanted) {
+            self.queue
+                .write_buffer(params, 0, bytemuck::bytes_of(&wanted));
+            *written = Some(wanted);
         }
         let [a, b, c] = buffers;
-        let Recording {
-            params, encoder, ..
-        } = &mut *recording;
-        self.scoped("recording the GEMM", 0, || {
+        let encoder = self.scoped("recording the GEMM", 0, || {
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("gemm"),
                 layout: &self.bind_group_layout,
@@ -678,15 +615,14 @@ impl GpuRuntime for WgpuRuntime {
                     bind(3, params, std::mem::size_of::<Params>() as u64),
                 ],
             });
-            let encoder = encoder
-                .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+            let mut encoder = self.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&spec.name),
                     timestamp_writes: timestamps.map(Timestamps::pass_writes),
                 });
                 pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind_group, &[offset as u32]);
+                pass.set_bind_group(0, &bind_group, &[]);
                 let [x, y, z] = dispatch.groups;
                 pass.dispatch_workgroups(x, y, z);
             }
@@ -694,11 +630,11 @@ impl GpuRuntime for WgpuRuntime {
                 encoder.resolve_query_set(&ts.queries, 0..2, &ts.resolve, 0);
                 encoder.copy_buffer_to_buffer(&ts.resolve, 0, &ts.readback, 0, 16);
             }
+            encoder
         })?;
-        recording.launches += 1;
-        if timed || recording.launches == RECORDED_LAUNCHES {
-            self.submit_recorded(recording)?;
-        }
+        self.scoped("submitting the GEMM", 0, || {
+            self.queue.submit([encoder.finish()])
+        })?;
         Ok(timestamps.is_some())
     }
 
@@ -709,7 +645,6 @@ impl GpuRuntime for WgpuRuntime {
         timeout: Duration,
         sink: &mut dyn FnMut(&[f32]),
     ) -> Result<()> {
-        self.submit_pending()?;
         let bytes = elements as u64 * 4;
         let mut slot = self.readback.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_none_or(|b| b.size() < bytes) {
