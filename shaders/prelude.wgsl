@@ -40,13 +40,10 @@ override TRANS_B: bool = false;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-// Where this workgroup's product starts in A, B and C, and whether A's (B's) rows start on 16-byte
-// boundaries there (the quad loads' fast path). Set once by `enter_batch`.
+// Where this workgroup's product starts in A, B and C. Set once by `enter_batch`.
 var<private> base_a: u32;
 var<private> base_b: u32;
 var<private> base_c: u32;
-var<private> aligned_a: bool;
-var<private> aligned_b: bool;
 
 /// Makes the helpers below address product `params.first_batch + layer` of the batch.
 fn enter_batch(layer: u32) {
@@ -54,8 +51,16 @@ fn enter_batch(layer: u32) {
     base_a = index * params.stride_a;
     base_b = index * params.stride_b;
     base_c = index * params.stride_c;
-    aligned_a = (base_a | params.lda) % 4u == 0u;
-    aligned_b = (base_b | params.ldb) % 4u == 0u;
+}
+
+// Whether every row of A (B) starts on a 16-byte boundary in every product: the quad loads' fast
+// path. From the uniform alone, so the compiler can see the branch is the same for every thread.
+fn aligned_a() -> bool {
+    return (params.stride_a | params.lda) % 4u == 0u;
+}
+
+fn aligned_b() -> bool {
+    return (params.stride_b | params.ldb) % 4u == 0u;
 }
 
 /// Rows and columns of A as stored.
@@ -89,7 +94,7 @@ fn elem_b(row: u32, col: u32) -> f32 {
 }
 
 /// Elements (row, col..col+4) of A as stored, 0 outside it; col % 4 == 0. One 16-byte load when
-/// the quad lies wholly inside and rows are 16-byte aligned (`aligned_a`), else element by
+/// the quad lies wholly inside and rows are 16-byte aligned (`aligned_a()`), else element by
 /// element, each guarded (a loop, not four inlined loads: the edge path stays small, which the
 /// register-blocked kernels' loops are measured to need).
 fn quad_a(row: u32, col: u32) -> vec4<f32> {
@@ -98,7 +103,7 @@ fn quad_a(row: u32, col: u32) -> vec4<f32> {
         return vec4<f32>(0.0);
     }
     let base = base_a + row * params.lda + col;
-    if (aligned_a && col + 3u < size.y) {
+    if (aligned_a() && col + 3u < size.y) {
         return a[base / 4u];
     }
     var q = vec4<f32>(0.0);
@@ -118,7 +123,7 @@ fn quad_b(row: u32, col: u32) -> vec4<f32> {
         return vec4<f32>(0.0);
     }
     let base = base_b + row * params.ldb + col;
-    if (aligned_b && col + 3u < size.y) {
+    if (aligned_b() && col + 3u < size.y) {
         return b[base / 4u];
     }
     var q = vec4<f32>(0.0);

@@ -293,3 +293,58 @@ fn many_threads_random_shapes_every_backend_full() {
     every_device();
     many_threads_random_shapes(500);
 }
+
+/// A chain longer than one recorded command buffer (64 launches on wgpu), whose every GEMM has its
+/// own α and β and reads what the GEMM before it wrote, interleaved with uploads that replace an
+/// operand between GEMMs: each device must keep the calls' order and each call's scalars.
+#[test]
+fn a_long_chain_keeps_each_calls_order_and_scalars_on_every_backend() {
+    let n = 24;
+    let a = random(n * n, 11);
+    let b = random(n * n, 12);
+    let x0 = random(n * n, 13);
+    let step = |i: usize| GemmProblem::new(n, n, n).with_scalars(0.25 + (i % 7) as f32 * 0.01, 0.5);
+    // x ← α_i·A·y + 0.5·x and y ← α_i·B·x + 0.5·y in turn; B is replaced by A after 99 calls.
+    let mut expected = [x0.clone(), x0.clone()];
+    let mut b_now = b.clone();
+    for i in 0..150 {
+        if i == 99 {
+            b_now = if b_now == a { b.clone() } else { a.clone() };
+        }
+        let (left, (into, from)) = if i % 2 == 0 {
+            (&a, (0, 1))
+        } else {
+            (&b_now, (1, 0))
+        };
+        let r = reference_gemm(&step(i), left, &expected[from], &expected[into]).unwrap();
+        expected[into] = r.iter().map(|&v| v as f32).collect();
+    }
+    let exact: Vec<f64> = expected[0].iter().map(|&v| v as f64).collect();
+    for device in every_device() {
+        let kernel = &device.kernels()[0];
+        let a_dev = DeviceMatrix::upload(&device, &a).unwrap();
+        let mut b_dev = DeviceMatrix::upload(&device, &b).unwrap();
+        let mut xy = [
+            DeviceMatrix::upload(&device, &x0).unwrap(),
+            DeviceMatrix::upload(&device, &x0).unwrap(),
+        ];
+        let mut b_is_a = false;
+        for i in 0..150 {
+            if i == 99 {
+                b_is_a = !b_is_a;
+                b_dev = DeviceMatrix::upload(&device, if b_is_a { &a } else { &b }).unwrap();
+            }
+            let [x, y] = &mut xy;
+            let (left, into, from) = if i % 2 == 0 {
+                (&a_dev, x, &*y)
+            } else {
+                (&b_dev, y, &*x)
+            };
+            device
+                .gemm_resident(kernel, &step(i), left, from, into)
+                .unwrap();
+        }
+        let err = max_relative_error(&step(0), &xy[0].download().unwrap(), &exact);
+        assert!(err < 1e-4, "{kernel} on {}: {err}", device.info().name);
+    }
+}

@@ -74,14 +74,13 @@ fn emit_kernels(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
                 }
             }
             match backend.kernel_binary(&kernel) {
-                Ok(Some(binary)) => {
-                    let extension = if binary.starts_with(b"//") {
-                        "ptx"
-                    } else {
-                        "bin"
-                    };
-                    write(&device_dir.join(format!("{kernel}.{extension}")), &binary)?;
+                Ok(Some(binary)) if binary.starts_with(b"//") => {
+                    // PTX text, handed back with its C string's terminator, which ptxas reads as
+                    // an early end of file.
+                    let text = binary.strip_suffix(b"\0").unwrap_or(&binary);
+                    write(&device_dir.join(format!("{kernel}.ptx")), text)?;
                 }
+                Ok(Some(binary)) => write(&device_dir.join(format!("{kernel}.bin")), &binary)?,
                 Ok(None) => {}
                 Err(e) => eprintln!("{}: {kernel}: {e}", info.name),
             }
