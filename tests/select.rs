@@ -528,3 +528,33 @@ fn damaged_and_oversized_cache_files_are_kept_aside_or_ignored() {
     assert_eq!(selector.problems.len(), 1, "{:?}", selector.problems);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A real GPU device's calibration times one output tile of its first kernel beside the cube — what
+/// the calibrated prior's waves come from — and a problem of that one tile is then estimated at the
+/// slower of the two rates.
+#[test]
+fn real_devices_calibrate_a_one_tile_rate() {
+    use tilegemm::select::calibration::calibrate;
+    for device in common::wgpu_backends()
+        .into_iter()
+        .chain(common::ocl_backends())
+    {
+        let name = &device.info().name;
+        let calibration = calibrate(device.as_ref()).expect("calibrates");
+        let one = calibration
+            .one_tile
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: no one-tile rate"));
+        assert_eq!(one.kernel, calibration.kernels[0].kernel, "{name}");
+        assert!(one.gflops > 0.0 && one.size >= 2048, "{name}: {one:?}");
+        let spec = tilegemm::kernel::find(&one.kernel).unwrap();
+        let tile = GemmProblem::new(spec.tile_m as usize, spec.tile_n as usize, one.size);
+        let estimated =
+            tile.flops() / calibration.kernel_seconds(&one.kernel, &tile).unwrap() / 1e9;
+        let slower = one.gflops.min(calibration.kernels[0].gflops);
+        assert!(
+            (estimated - slower).abs() < 1e-6 * slower,
+            "{name}: {estimated} vs {slower}"
+        );
+    }
+}
