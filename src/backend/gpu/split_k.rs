@@ -13,6 +13,11 @@ use crate::error::Result;
 use crate::kernel::{Dispatch, KernelSpec, Params, BASELINE_KERNEL};
 use crate::problem::{Extents, GemmProblem, Transpose};
 
+/// The most floats a split-K workspace holds (64 MiB): a kernel cuts K into fewer slices where its
+/// output is large (a 4096×4096 output in 128 slices would want 8 GiB), and runs whole where one
+/// slice of the output fills it, where its tiles alone fill a GPU and a split would not pay.
+pub(crate) const WORKSPACE_ELEMENTS: usize = 1 << 24;
+
 /// How one problem is cut into slices of K.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct SplitPlan {
@@ -26,9 +31,12 @@ pub(crate) struct SplitPlan {
 }
 
 impl SplitPlan {
-    /// `problem` (a single GEMM, k > 0) cut into at most `splits` slices of equal depth but the last.
+    /// `problem` (a single GEMM, k > 0) cut into at most `splits` slices of equal depth but the last,
+    /// and no more than [`WORKSPACE_ELEMENTS`] hold.
     pub(crate) fn new(problem: &GemmProblem, splits: u32) -> Self {
-        let slab = problem.k.div_ceil(splits.max(1) as usize).max(1);
+        let fitting = (WORKSPACE_ELEMENTS / (problem.m * problem.n).max(1)).max(1);
+        let splits = (splits.max(1) as usize).min(fitting);
+        let slab = problem.k.div_ceil(splits).max(1);
         SplitPlan {
             problem: *problem,
             slab,
@@ -182,9 +190,9 @@ impl<R: GpuRuntime> GpuBackend<R> {
 }
 
 /// Whether `spec` runs `problem` in slices of K: a split-K kernel on a single GEMM (a batch runs
-/// its products whole).
+/// its products whole) whose plan has more than one slice.
 pub(crate) fn applies(spec: &KernelSpec, problem: &GemmProblem) -> bool {
-    spec.split_k > 1 && problem.batch == 1
+    spec.split_k > 1 && problem.batch == 1 && SplitPlan::new(problem, spec.split_k).slices() > 1
 }
 
 #[cfg(test)]
@@ -192,6 +200,24 @@ mod tests {
     use super::*;
     use crate::reference::{max_relative_error, reference_gemm};
     use rand::{Rng, SeedableRng};
+
+    /// Large outputs get fewer slices, within the workspace's bound, and none where one slice of
+    /// the output fills it: the kernel then runs whole.
+    #[test]
+    fn the_workspace_bounds_the_slices() {
+        let spec = crate::kernel::find("rb64x64x16_4x4_sk128").unwrap();
+        for (side, slices) in [(64, 128), (1024, 16), (2048, 4), (4096, 1)] {
+            let problem = GemmProblem::new(side, side, 65536);
+            let plan = SplitPlan::new(&problem, spec.split_k);
+            assert_eq!(plan.slices(), slices, "{side}²");
+            assert!(plan.workspace_elements() <= WORKSPACE_ELEMENTS);
+            assert_eq!(applies(spec, &problem), slices > 1, "{side}²");
+        }
+        assert!(!applies(
+            spec,
+            &GemmProblem::new(64, 64, 4096).with_packed_batch(2)
+        ));
+    }
 
     /// The two passes, computed by the f64 reference on the plan's own problems and strides, give
     /// the product of the whole problem: every transpose, padded leading dimensions, a short last
