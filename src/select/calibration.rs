@@ -255,29 +255,35 @@ fn tile_flops(spec: &KernelSpec, k: usize) -> f64 {
     2.0 * (spec.tile_m * spec.tile_n) as f64 * k as f64
 }
 
-/// The rate of catalogue kernel `kernel` on a single output tile, K doubled from 2048 until it
-/// runs [`ONE_TILE_TARGET_SECONDS`]; None for other kernels or when it fails.
-fn one_tile_rate(
+/// The kernel rate of `kernel` on `shape(size)`, `size` doubled from `first` until the kernel runs
+/// `target` seconds, reaches `last` or the calibration's budget is spent; with the last size tried.
+/// The rate is the last one measured (None when the first measurement fails).
+fn grown_rate(
     backend: &dyn Backend,
     kernel: &str,
     fixed_seconds: f64,
     started: Instant,
-) -> Option<KernelRate> {
-    let spec = find(kernel)?;
-    let mut k = 2048;
+    (first, last): (usize, usize),
+    target: f64,
+    shape: impl Fn(usize) -> GemmProblem,
+) -> (Option<KernelRate>, usize) {
+    let mut size = first;
+    let mut rate = None;
     loop {
-        let problem = GemmProblem::new(spec.tile_m as usize, spec.tile_n as usize, k);
-        let (e2e, kernel_seconds) = time(backend, kernel, &problem).ok()?;
+        let problem = shape(size);
+        let Ok((e2e, kernel_seconds)) = time(backend, kernel, &problem) else {
+            return (rate, size);
+        };
         let seconds = kernel_seconds.unwrap_or(e2e - fixed_seconds).max(1e-9);
-        if seconds >= ONE_TILE_TARGET_SECONDS || k >= ONE_TILE_MAX_K || started.elapsed() >= BUDGET
-        {
-            return Some(KernelRate {
-                kernel: kernel.to_string(),
-                size: k,
-                gflops: problem.flops() / seconds / 1e9,
-            });
+        rate = Some(KernelRate {
+            kernel: kernel.to_string(),
+            size,
+            gflops: problem.flops() / seconds / 1e9,
+        });
+        if seconds >= target || size >= last || started.elapsed() >= BUDGET {
+            return (rate, size);
         }
-        k *= 2;
+        size *= 2;
     }
 }
 
@@ -363,30 +369,32 @@ pub fn calibrate(backend: &dyn Backend) -> Option<Calibration> {
     let mut copy_rates = (None, None);
     let mut one_tile = None;
     for (position, kernel) in kernels.iter().enumerate() {
-        let mut size = start;
-        let mut rate = None;
-        loop {
-            let problem = GemmProblem::new(size, size, size);
-            let Ok((e2e, kernel_seconds)) = time(backend, kernel, &problem) else {
-                break;
-            };
-            let seconds = kernel_seconds.unwrap_or(e2e - fixed_seconds).max(1e-9);
-            rate = Some(KernelRate {
-                kernel: kernel.clone(),
-                size,
-                gflops: problem.flops() / seconds / 1e9,
-            });
-            if seconds >= RATE_TARGET_SECONDS || size >= 2048 || started.elapsed() >= BUDGET {
-                break;
-            }
-            size *= 2;
-        }
+        let (rate, size) = grown_rate(
+            backend,
+            kernel,
+            fixed_seconds,
+            started,
+            (start, 2048),
+            RATE_TARGET_SECONDS,
+            |size| GemmProblem::new(size, size, size),
+        );
         if position == 0 {
             start = size;
             copy_rates = measure_copies();
-            one_tile = rate
-                .as_ref()
-                .and_then(|_| one_tile_rate(backend, kernel, fixed_seconds, started));
+            // One output tile of a catalogue kernel, K grown from 2048.
+            one_tile = find(kernel).filter(|_| rate.is_some()).and_then(|spec| {
+                let tile = (spec.tile_m as usize, spec.tile_n as usize);
+                grown_rate(
+                    backend,
+                    kernel,
+                    fixed_seconds,
+                    started,
+                    (2048, ONE_TILE_MAX_K),
+                    ONE_TILE_TARGET_SECONDS,
+                    |k| GemmProblem::new(tile.0, tile.1, k),
+                )
+                .0
+            });
         }
         rates.extend(rate);
         if started.elapsed() >= BUDGET && position >= 1 {
