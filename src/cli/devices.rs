@@ -65,7 +65,7 @@ fn emit_kernels(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
         if info.backend == BackendKind::Cpu {
             continue;
         }
-        let device_dir = dir.join(TuningDb::file_name(&info.key).replace(".tuning.json", ""));
+        let device_dir = dir.join(TuningDb::file_stem(&info.key));
         for kernel in backend.kernels() {
             if let Some(spec) = tilegemm::kernel::find(&kernel) {
                 write(&dir.join(format!("{kernel}.wgsl")), spec.wgsl.as_bytes())?;

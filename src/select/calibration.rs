@@ -246,7 +246,7 @@ impl Calibration {
 
     /// The file name of the calibration of the device `key`.
     pub fn file_name(key: &str) -> String {
-        TuningDb::file_name(key).replace(".tuning.json", ".calibration.json")
+        format!("{}.calibration.json", TuningDb::file_stem(key))
     }
 }
 

@@ -165,9 +165,15 @@ impl TuningDb {
         Some(flops / (copy + seconds(row.gflops)) / 1e9)
     }
 
-    /// The file name of a device key: every character outside `[A-Za-z0-9._-]` becomes `_`.
+    /// The file name of a device key's database: `<file stem>.tuning.json`.
     pub fn file_name(device_key: &str) -> String {
-        let safe: String = device_key
+        format!("{}.tuning.json", Self::file_stem(device_key))
+    }
+
+    /// A device key made safe for file names, which every file of the device starts with: every
+    /// character outside `[A-Za-z0-9._-]` becomes `_`.
+    pub fn file_stem(device_key: &str) -> String {
+        device_key
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -176,8 +182,7 @@ impl TuningDb {
                     '_'
                 }
             })
-            .collect();
-        format!("{safe}.tuning.json")
+            .collect()
     }
 
     /// Reads the database of `device_key` from `dir`: `Ok(None)` when there is no file, an error
@@ -217,7 +222,7 @@ impl TuningDb {
         }
         // File names begin with the key's `backend/api/name/` part, made safe the same way.
         let class = format!("{}/{}/{}/", info.backend, info.api, info.name);
-        let prefix = Self::file_name(&class).replace(".tuning.json", "");
+        let prefix = Self::file_stem(&class);
         let mut names: Vec<String> = source
             .names()
             .into_iter()
