@@ -45,7 +45,8 @@ enum Command {
         json: bool,
         /// Also write every GPU kernel's sources into this folder (`<kernel>.wgsl`, `<kernel>.cl`)
         /// and, where a device's API hands back what its compiler made (NVIDIA's OpenCL: PTX, for
-        /// `ptxas -v`), `<device key>/<kernel>.ptx` (else `.bin`).
+        /// `ptxas -v`), `<device key>/<kernel>.ptx` (else `.bin`: a program binary, or on Vulkan
+        /// the driver's pipeline cache of that kernel alone).
         #[arg(long, value_name = "DIR")]
         emit: Option<std::path::PathBuf>,
     },

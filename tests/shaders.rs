@@ -3,7 +3,19 @@
 //! redefines none of it; the Rust uniform matches the prelude's `struct Params`.
 
 use std::path::{Path, PathBuf};
-use tilegemm::kernel::{catalogue, Params, OPENCL_PRELUDE, WGSL_PRELUDE};
+use tilegemm::kernel::{catalogue, split_k_sum, KernelSpec, Params, OPENCL_PRELUDE, WGSL_PRELUDE};
+
+/// Every kernel with sources: the catalogue's GEMMs and the split-K summing pass.
+fn every_kernel() -> impl Iterator<Item = &'static KernelSpec> {
+    catalogue().iter().chain([split_k_sum()])
+}
+
+/// The kernel whose file is `name` in shaders/ and kernels_cl/.
+fn kernel_of_file(name: &str) -> &'static KernelSpec {
+    every_kernel()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("{name} is neither in the catalogue nor the split-K sum"))
+}
 use tilegemm::GemmProblem;
 
 fn compile_every_specialisation(name: &str, source: &str) {
@@ -81,19 +93,18 @@ fn defined_functions(source: &str) -> Vec<String> {
 }
 
 #[test]
-fn catalogue_kernels_compile_for_every_transpose_pair() {
-    for kernel in catalogue() {
+fn every_kernel_compiles_for_every_transpose_pair() {
+    for kernel in every_kernel() {
         compile_every_specialisation(&kernel.name, &kernel.wgsl);
     }
 }
 
 #[test]
-fn every_file_in_shaders_is_valid_and_catalogued() {
+fn every_file_in_shaders_is_a_valid_kernel() {
     for (name, body) in bodies("shaders", "wgsl") {
         let source = format!("{WGSL_PRELUDE}{body}");
         compile_every_specialisation(&name, &source);
-        let spec = catalogue().iter().find(|k| k.name == name);
-        let spec = spec.unwrap_or_else(|| panic!("shaders/{name}.wgsl is not in the catalogue"));
+        let spec = kernel_of_file(&name);
         assert_eq!(
             spec.wgsl, source,
             "{name}: the catalogue embeds prelude + body"
@@ -102,16 +113,17 @@ fn every_file_in_shaders_is_valid_and_catalogued() {
 }
 
 #[test]
-fn every_file_in_kernels_cl_is_catalogued_beside_its_wgsl_twin() {
-    let signature = "void gemm(GEMM_ARGS) {\n    ENTER_BATCH();";
+fn every_file_in_kernels_cl_is_a_kernel_beside_its_wgsl_twin() {
     for (name, body) in bodies("kernels_cl", "cl") {
-        let spec = catalogue().iter().find(|k| k.name == name);
-        let spec = spec.unwrap_or_else(|| panic!("kernels_cl/{name}.cl is not in the catalogue"));
+        let spec = kernel_of_file(&name);
         assert_eq!(
             spec.opencl.as_deref(),
             Some(format!("{OPENCL_PRELUDE}{body}").as_str())
         );
-        assert!(body.contains(signature), "{name}.cl: {signature}…");
+        assert!(
+            body.contains("void gemm(GEMM_ARGS) {\n"),
+            "{name}.cl: gemm(GEMM_ARGS)"
+        );
         assert!(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("shaders/{name}.wgsl"))
@@ -166,7 +178,7 @@ fn no_kernel_redefines_a_prelude_function() {
     for (name, body) in bodies("shaders", "wgsl") {
         check(&name, &body, &wgsl_helpers);
     }
-    for kernel in catalogue() {
+    for kernel in every_kernel() {
         let body = kernel
             .wgsl
             .strip_prefix(WGSL_PRELUDE)

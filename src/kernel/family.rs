@@ -600,14 +600,17 @@ impl Language {
 
 /// The split-K members: (family member, slices of K), each named `<member>_sk<slices>`. Small
 /// tiles with many slices for the thinnest outputs (64×64 is one 64×64 tile: 16 slices keep 16 of
-/// an H100's 132 SMs busy, 128 slices all of them), a larger tile with fewer for outputs of a few
-/// dozen tiles; the selector learns where each pays from measurements.
-pub const SPLIT_K: [(&str, u32); 5] = [
+/// an H100's 132 SMs busy, 128 slices all of them), larger tiles with fewer for outputs of a few
+/// dozen tiles, and halves of K for outputs of about one tile per SM (1024² is 128 tiles of 128×64
+/// and 64 of 128×128); the selector learns where each pays from measurements.
+pub const SPLIT_K: [(&str, u32); 7] = [
     ("rb64x64x16_4x4", 128),
     ("rb64x64x16_4x4", 64),
     ("rb64x64x16_4x4", 16),
     ("rb64x64x16_4x4", 4),
     ("rb128x64x16_8x4_p", 4),
+    ("rb128x64x16_8x4_p", 2),
+    ("rb128x128x8_8x8_g8_p", 2),
 ];
 
 /// Every member's catalogue entry, then the split-K members'.

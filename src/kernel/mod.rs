@@ -6,6 +6,8 @@
 //! - `seed`: the seed project's tilings (tile16, tile20, tile24) in WGSL and OpenCL C;
 //! - `family`: the register-blocked family for modern GPUs, generated in WGSL and OpenCL C from
 //!   parameter sets ([`FAMILY`], [`TileParams`]), and its split-K members ([`SPLIT_K`]).
+//! - `split_k_sum`: the split-K members' summing pass ([`split_k_sum`]), launched by the backends
+//!   after a member's slices; not a GEMM, so not in the catalogue.
 //!
 //! The catalogue is built once per process (the family's WGSL is generated then) and shared by
 //! every device: [`catalogue`], [`find`].
@@ -13,9 +15,11 @@
 mod family;
 mod seed;
 mod spec;
+mod split_k_sum;
 
 pub use family::{Staging, TileParams, FAMILY, SPLIT_K};
 pub use spec::{Dispatch, KernelSpec, Params, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE};
+pub use split_k_sum::{split_k_sum, split_k_sum_dispatch};
 
 use std::sync::OnceLock;
 

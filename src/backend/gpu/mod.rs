@@ -72,10 +72,9 @@ pub trait GpuRuntime: Send + Sync + 'static {
     /// Waits for a launch to finish, then the seconds its kernel ran on the device; `None` where
     /// untimed.
     fn kernel_seconds(&self, launch: Self::Launch) -> Result<Option<f64>>;
-    /// The driver's binary of a built program, where the API hands it back.
-    fn program_binary(&self, _program: &Self::Program) -> Option<Vec<u8>> {
-        None
-    }
+    /// What the driver made of `spec` (built as `program`), where the API hands it back: OpenCL's
+    /// program binary, Vulkan's pipeline cache of that pipeline alone.
+    fn program_binary(&self, spec: &KernelSpec, program: &Self::Program) -> Option<Vec<u8>>;
 }
 
 /// A GPU device as a [`Backend`]: one runtime plus what every API needs alike.
@@ -86,9 +85,9 @@ pub struct GpuBackend<R: GpuRuntime> {
     /// A, B and C of host-slice calls; the lock also keeps one call's writes, launch and read
     /// together.
     host_buffers: Mutex<[Option<R::Buffer>; 3]>,
-    /// The partial products of split-K calls and a vector of ones to sum them with
-    /// ([`split_k`]); the lock keeps one call's two passes together.
-    workspace: Mutex<[Option<R::Buffer>; 2]>,
+    /// The partial products of split-K calls ([`split_k`]); the lock keeps one call's two passes
+    /// together.
+    workspace: Mutex<Option<R::Buffer>>,
     /// Per kernel, the slowest GFLOPS of its host-slice calls here (copies included, calls of at
     /// least [`TIMED_CALL_SECONDS`]): what its time-outs scale with.
     slowest: Mutex<HashMap<String, f64>>,
@@ -176,7 +175,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
             programs: Mutex::new(HashMap::new()),
             host_buffers: Mutex::new([None, None, None]),
             slowest: Mutex::new(HashMap::new()),
-            workspace: Mutex::new([None, None]),
+            workspace: Mutex::new(None),
         }
     }
 
@@ -615,7 +614,7 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
     fn kernel_binary(&self, kernel: &str) -> Result<Option<Vec<u8>>> {
         let spec = self.kernel(kernel)?;
         let program = self.program(&spec, Transpose::No, Transpose::No)?;
-        Ok(self.runtime.program_binary(&program))
+        Ok(self.runtime.program_binary(&spec, &program))
     }
 
     /// Only what no split can fix: a problem over the device's sizes runs as sub-GEMMs.

@@ -3,14 +3,15 @@
 //!
 //! Pass 1 is a strided batch: slice s of K is product s, A and B advanced by s slices, its partial
 //! m×n product written to slice s of a workspace (α = 1, β = 0); a last, shorter slice is a launch
-//! of its own with the same strides. Pass 2 sums the slices into C with the problem's α and β, as a
-//! second strided batch on the baseline kernel: product i is row i of C, the n×S matrix of row i's
-//! partial rows times a vector of S ones. No kernel of its own and no atomics: the sum runs in a
-//! fixed order, so a result repeats bit for bit. A batch runs its products whole (no split).
+//! of its own with the same strides. Pass 2 ([`split_k_sum`]) sums the slices into C with the
+//! problem's α and β, each quad of C by 16 threads and a halving in workgroup memory. No atomics
+//! (WGSL has none for floats): the sum runs in a fixed order, so a result repeats bit for bit. A
+//! batch runs its products whole (no split).
 
 use super::{padded_bytes, GpuBackend, GpuRuntime};
+use crate::error::Error;
 use crate::error::Result;
-use crate::kernel::{Dispatch, KernelSpec, Params, BASELINE_KERNEL};
+use crate::kernel::{split_k_sum, split_k_sum_dispatch, Dispatch, KernelSpec, Params};
 use crate::problem::{Extents, GemmProblem, Transpose};
 
 /// The most floats a split-K workspace holds (64 MiB): a kernel cuts K into fewer slices where its
@@ -107,8 +108,9 @@ impl SplitPlan {
         launches
     }
 
-    /// Pass 2: product i is row i of C (n×1, row stride 1) ← α · (the n×S matrix of row i's
-    /// partial rows, the workspace read transposed) · (S ones) + β · row i.
+    /// Pass 2 as a GEMM, for the cost model: product i is row i of C (n×1) ← α · (the n×S matrix
+    /// of row i's partial rows) · (S ones) + β · row i. The same sums in the same order as
+    /// [`split_k_sum`], which reads each partial once.
     pub(crate) fn reduce_problem(&self) -> GemmProblem {
         let p = &self.problem;
         let slices = self.slices();
@@ -133,51 +135,53 @@ impl<R: GpuRuntime> GpuBackend<R> {
         timed: bool,
     ) -> Result<Option<f64>> {
         let plan = SplitPlan::new(problem, spec.split_k);
-        let summer = self.kernel(BASELINE_KERNEL)?;
-        let summer_program = self.program(&summer, Transpose::Yes, Transpose::No)?;
-        let reduce = plan.reduce_problem();
-        let reduce_extents = reduce.extents()?;
+        let summer = split_k_sum();
+        let summer_program = self.program(summer, Transpose::No, Transpose::No)?;
+        let max_groups = self.max_layers();
+        let sum = split_k_sum_dispatch(
+            (problem.m, problem.n, plan.slices()),
+            problem.ldc(),
+            (problem.alpha, problem.beta),
+            max_groups,
+        )
+        .map_err(|groups| Error::DeviceLimit {
+            device: self.runtime.info().name.clone(),
+            limit: "workgroups of the split-K sum (x times y)",
+            required: groups,
+            available: max_groups as u64 * max_groups as u64,
+        })?;
         // One call at a time through the workspace: pass 1 of a second call queued between this
         // call's passes would overwrite the partials before they are summed.
         let mut workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
-        let [partials_slot, ones_slot] = &mut *workspace;
         let partials = self.reuse(
-            partials_slot,
+            &mut workspace,
             padded_bytes(plan.workspace_elements()),
             "the split-K workspace",
         )?;
-        // Ones for the largest split seen, written once when allocated.
-        let ones_bytes = padded_bytes(spec.split_k as usize);
-        if ones_slot
-            .as_ref()
-            .is_none_or(|ones| self.runtime.capacity(ones) < ones_bytes)
-        {
-            let mut ones = self.runtime.allocate(ones_bytes, "split-K ones")?;
-            self.runtime
-                .write(&mut ones, &vec![1.0; spec.split_k as usize])?;
-            *ones_slot = Some(ones);
-        }
-        let ones = ones_slot.as_ref().expect("allocated above");
         let partials = &*partials;
         let partial_extents = Extents {
             c: plan.workspace_elements(),
             ..*extents
         };
-        let max_layers = self.max_layers();
+        let sum_extents = Extents {
+            a: plan.workspace_elements(),
+            b: plan.workspace_elements(),
+            ..*extents
+        };
         let passes = [
             (
                 program,
                 spec,
                 &partial_extents,
                 [a, b, partials],
-                plan.partial_dispatches(spec, max_layers),
+                plan.partial_dispatches(spec, max_groups),
             ),
             (
                 &summer_program,
-                &*summer,
-                &reduce_extents,
-                [partials, ones, c],
-                summer.dispatches(&reduce, max_layers).collect(),
+                summer,
+                &sum_extents,
+                [partials, partials, c],
+                vec![sum],
             ),
         ];
         let mut seconds = Some(0.0);

@@ -509,7 +509,7 @@ impl GpuRuntime for OclRuntime {
         )
     }
 
-    fn program_binary(&self, program: &Arc<OclProgram>) -> Option<Vec<u8>> {
+    fn program_binary(&self, _spec: &KernelSpec, program: &Arc<OclProgram>) -> Option<Vec<u8>> {
         // One context, one device: the first binary is this device's.
         let binaries = program.program.get_binaries().ok()?;
         binaries.into_iter().next().filter(|b| !b.is_empty())

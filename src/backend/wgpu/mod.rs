@@ -218,7 +218,8 @@ impl WgpuRuntime {
         let name = adapter_info.name.clone();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("tilegemm"),
-            required_features: features & wgpu::Features::TIMESTAMP_QUERY,
+            required_features: features
+                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE),
             required_limits: limits.clone(),
             memory_hints: memory_hints(),
             ..Default::default()
@@ -470,31 +471,14 @@ impl WgpuRuntime {
         ts.readback.unmap();
         Ok(ticks as f64 * ts.period * 1e-9)
     }
-}
 
-impl GpuRuntime for WgpuRuntime {
-    type Buffer = wgpu::Buffer;
-    type Program = wgpu::ComputePipeline;
-    /// Whether the launch wrote timestamps.
-    type Launch = bool;
-
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    fn source<'s>(&self, spec: &'s KernelSpec) -> Option<&'s str> {
-        Some(&spec.wgsl)
-    }
-
-    fn build(
+    /// Compiles `spec` for these transposes, into `cache` where given.
+    fn build_cached(
         &self,
         spec: &KernelSpec,
         trans_a: Transpose,
         trans_b: Transpose,
+        cache: Option<&wgpu::PipelineCache>,
     ) -> Result<wgpu::ComputePipeline> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         // SAFETY: catalogue kernels guard every buffer access against the problem's bounds (see
@@ -523,7 +507,7 @@ impl GpuRuntime for WgpuRuntime {
                     // Every kernel writes its workgroup tiles before reading them.
                     zero_initialize_workgroup_memory: false,
                 },
-                cache: None,
+                cache,
             });
         match pollster::block_on(validation.pop()) {
             Some(e) => Err(Error::KernelBuild {
@@ -533,6 +517,58 @@ impl GpuRuntime for WgpuRuntime {
             }),
             None => Ok(pipeline),
         }
+    }
+}
+
+impl GpuRuntime for WgpuRuntime {
+    type Buffer = wgpu::Buffer;
+    type Program = wgpu::ComputePipeline;
+    /// Whether the launch wrote timestamps.
+    type Launch = bool;
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn source<'s>(&self, spec: &'s KernelSpec) -> Option<&'s str> {
+        Some(&spec.wgsl)
+    }
+
+    fn build(
+        &self,
+        spec: &KernelSpec,
+        trans_a: Transpose,
+        trans_b: Transpose,
+    ) -> Result<wgpu::ComputePipeline> {
+        self.build_cached(spec, trans_a, trans_b, None)
+    }
+
+    /// The driver's pipeline cache after building `spec` alone into a fresh one (Vulkan: what the
+    /// driver compiled, e.g. NVIDIA's machine code), where the device offers pipeline caches.
+    fn program_binary(&self, spec: &KernelSpec, _program: &Self::Program) -> Option<Vec<u8>> {
+        if !self
+            .device
+            .features()
+            .contains(wgpu::Features::PIPELINE_CACHE)
+        {
+            return None;
+        }
+        // SAFETY: no data is passed in, so there is nothing for the driver to trust.
+        let cache = unsafe {
+            self.device
+                .create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                    label: Some(&spec.name),
+                    data: None,
+                    fallback: true,
+                })
+        };
+        self.build_cached(spec, Transpose::No, Transpose::No, Some(&cache))
+            .ok()?;
+        cache.get_data()
     }
 
     fn allocate(&self, bytes: u64, what: &str) -> Result<wgpu::Buffer> {
