@@ -1,7 +1,8 @@
 // The prelude of every OpenCL C kernel: tilegemm prepends it to each file in kernels_cl/ and to each
 // generated member of the family (src/kernel/family.rs), so the signature and the guarded loads and
 // stores are written once. Each kernel is `gemm(GEMM_ARGS)`: the seed's signature plus leading
-// dimensions and batch strides, row-major, built with -D TRANS_A=0|1 -D TRANS_B=0|1: A is stored
+// dimensions and batch strides, row-major, built with -D TRANS_A=0|1 -D TRANS_B=0|1 (and BATCHED,
+// below): A is stored
 // m×k, or k×m when TRANS_A; B k×n, or n×k when TRANS_B. Every global access goes through these
 // helpers and is guarded by the matrix bounds: any M, N, K.
 
@@ -10,6 +11,11 @@
 #endif
 #ifndef TRANS_B
 #define TRANS_B 0
+#endif
+// Whether work-group layers are products of a strided batch (or split-K's slices); a single GEMM is
+// built with -D BATCHED=0 and keeps A, B and C where they are.
+#ifndef BATCHED
+#define BATCHED 1
 #endif
 
 // The arguments of every kernel: the seed's (M, N, K, alpha, A, B, beta, C), leading dimensions, and
@@ -24,10 +30,12 @@
 // The first statement of every kernel: A, B and C move to this work-group layer's product.
 #define ENTER_BATCH()                                                 \
     do {                                                              \
-        const size_t product = first_batch + get_group_id(2);        \
-        A += product * stride_a;                                      \
-        B += product * stride_b;                                      \
-        C += product * stride_c;                                      \
+        if (BATCHED) {                                                \
+            const size_t product = first_batch + get_group_id(2);    \
+            A += product * stride_a;                                  \
+            B += product * stride_b;                                  \
+            C += product * stride_c;                                  \
+        }                                                             \
     } while (0)
 
 // Element (row, col) of a stored rows×cols matrix with row stride ld, or 0 outside it.

@@ -25,31 +25,30 @@ fn compile_every_specialisation(name: &str, source: &str) {
     let info = naga::valid::Validator::new(flags, naga::valid::Capabilities::empty())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    for trans_a in [0.0, 1.0] {
-        for trans_b in [0.0, 1.0] {
-            let mut constants = naga::back::PipelineConstants::default();
-            constants.insert("TRANS_A".to_string(), trans_a);
-            constants.insert("TRANS_B".to_string(), trans_b);
-            let entry = Some((naga::ShaderStage::Compute, "main"));
-            let (specialised, specialised_info) =
-                naga::back::pipeline_constants::process_overrides(
-                    &module, &info, entry, &constants,
-                )
-                .unwrap_or_else(|e| panic!("{name} ({trans_a}, {trans_b}): {e}"));
-            let options = naga::back::spv::Options::default();
-            let pipeline = naga::back::spv::PipelineOptions {
-                shader_stage: naga::ShaderStage::Compute,
-                entry_point: "main".to_string(),
-            };
-            let words = naga::back::spv::write_vec(
-                &specialised,
-                &specialised_info,
-                &options,
-                Some(&pipeline),
-            )
-            .unwrap_or_else(|e| panic!("{name} ({trans_a}, {trans_b}): {e}"));
-            assert!(words.len() > 100, "{name}: suspiciously small SPIR-V");
-        }
+    let flags = [0.0, 1.0];
+    let specialisations = flags.iter().flat_map(|&a| {
+        flags
+            .iter()
+            .flat_map(move |&b| flags.map(|batched| (a, b, batched)))
+    });
+    for (trans_a, trans_b, batched) in specialisations {
+        let mut constants = naga::back::PipelineConstants::default();
+        constants.insert("TRANS_A".to_string(), trans_a);
+        constants.insert("TRANS_B".to_string(), trans_b);
+        constants.insert("BATCHED".to_string(), batched);
+        let entry = Some((naga::ShaderStage::Compute, "main"));
+        let (specialised, specialised_info) =
+            naga::back::pipeline_constants::process_overrides(&module, &info, entry, &constants)
+                .unwrap_or_else(|e| panic!("{name} ({trans_a}, {trans_b}, {batched}): {e}"));
+        let options = naga::back::spv::Options::default();
+        let pipeline = naga::back::spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: "main".to_string(),
+        };
+        let words =
+            naga::back::spv::write_vec(&specialised, &specialised_info, &options, Some(&pipeline))
+                .unwrap_or_else(|e| panic!("{name} ({trans_a}, {trans_b}, {batched}): {e}"));
+        assert!(words.len() > 100, "{name}: suspiciously small SPIR-V");
     }
 }
 

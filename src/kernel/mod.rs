@@ -18,7 +18,9 @@ mod spec;
 mod split_k_sum;
 
 pub use family::{Staging, TileParams, FAMILY, SPLIT_K};
-pub use spec::{Dispatch, KernelSpec, Params, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE};
+pub use spec::{
+    Dispatch, KernelSpec, Params, Specialisation, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE,
+};
 pub use split_k_sum::{split_k_sum, split_k_sum_dispatch};
 
 use std::sync::OnceLock;

@@ -2,7 +2,7 @@
 //! from in each language ([`WGSL_PRELUDE`], [`OPENCL_PRELUDE`]), and the uniform a WGSL kernel
 //! reads ([`Params`]): the binding layout, written once per language and once in Rust.
 
-use crate::problem::GemmProblem;
+use crate::problem::{GemmProblem, Transpose};
 use std::borrow::Cow;
 
 /// The start of every WGSL kernel: `struct Params`, the overrides `TRANS_A` and `TRANS_B`, bindings
@@ -10,18 +10,18 @@ use std::borrow::Cow;
 /// (`elem_a`, `quad_a`, …) and stores (`store`, `store4`) every access goes through.
 pub const WGSL_PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 
-/// The start of every OpenCL C kernel: `TRANS_A`/`TRANS_B` defaults and the guarded helpers
+/// The start of every OpenCL C kernel: `TRANS_A`/`TRANS_B`/`BATCHED` defaults and the guarded helpers
 /// `elem`, `quad` (vload4) and `store`.
 pub const OPENCL_PRELUDE: &str = include_str!("../../kernels_cl/prelude.cl");
 
 /// One GEMM tiling and its sources, so the same algorithm runs on every API.
 ///
 /// WGSL: [`WGSL_PRELUDE`] (bindings 0–3: A, B, C and the problem's [`Params`]; the overrides
-/// `TRANS_A` and `TRANS_B`), then the tiling's workgroup tiles and entry point `main`, which first
+/// `TRANS_A`, `TRANS_B` and `BATCHED`: a [`Specialisation`]), then the tiling's workgroup tiles and entry point `main`, which first
 /// calls `enter_batch(group.z)`.
 /// OpenCL C: [`OPENCL_PRELUDE`], then `gemm(GEMM_ARGS)` (the seed's signature plus leading
 /// dimensions and batch strides), which first calls `ENTER_BATCH()`, built with
-/// `-D TRANS_A=0|1 -D TRANS_B=0|1`.
+/// `-D TRANS_A=0|1 -D TRANS_B=0|1 -D BATCHED=0|1`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelSpec {
     /// The catalogue's key: unique, and stable across versions (tuning data is stored under it).
@@ -144,6 +144,20 @@ impl KernelSpec {
                 ],
             })
     }
+}
+
+/// What one program of a kernel is built for: the transposes (WGSL overrides `TRANS_A`, `TRANS_B`;
+/// OpenCL `-D TRANS_A=…`), and whether it runs more than one product (`BATCHED`): a single GEMM's
+/// program leaves out the per-product offsets, which cost rb128x64x16_8x4_p 9–14% on an H100
+/// (`benchmarks/NOTES.md`, v8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Specialisation {
+    /// A is stored transposed.
+    pub trans_a: Transpose,
+    /// B is stored transposed.
+    pub trans_b: Transpose,
+    /// Workgroup layers are products of a strided batch (or split-K's slices).
+    pub batched: bool,
 }
 
 /// One launch of a kernel: the uniform (OpenCL: the arguments) and the grid of workgroups, x along

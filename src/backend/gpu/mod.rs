@@ -3,7 +3,7 @@
 //! A [`GpuRuntime`] is what an API must provide — build a kernel, allocate, write, launch, read back,
 //! time — and [`GpuBackend`] turns any runtime into a [`Backend`]: the device's kernel list (the
 //! shared catalogue, filtered to the kernels the runtime has a source for), programs built once per
-//! (kernel, transposes), the three host-path buffers kept and grown on demand, the limit checks, and
+//! (kernel, [`Specialisation`]), the three host-path buffers kept and grown on demand, the limit checks, and
 //! the row-by-row copy-back that leaves C's padding between rows untouched.
 
 pub(crate) mod split_k;
@@ -12,8 +12,8 @@ use super::resident::{check_on, DeviceMatrix};
 use super::Backend;
 use crate::device::{Capabilities, DeviceInfo};
 use crate::error::{Error, Operand, Result};
-use crate::kernel::{catalogue, Dispatch, KernelSpec};
-use crate::problem::{scale_c, Extents, GemmProblem, Transpose};
+use crate::kernel::{catalogue, Dispatch, KernelSpec, Specialisation};
+use crate::problem::{scale_c, Extents, GemmProblem};
 use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -35,13 +35,8 @@ pub trait GpuRuntime: Send + Sync + 'static {
     fn capabilities(&self) -> &Capabilities;
     /// The kernel's source in this runtime's language; `None` where the kernel has none.
     fn source<'s>(&self, spec: &'s KernelSpec) -> Option<&'s str>;
-    /// Compiles `spec` specialised for these transposes (`Error::KernelBuild` with the log).
-    fn build(
-        &self,
-        spec: &KernelSpec,
-        trans_a: Transpose,
-        trans_b: Transpose,
-    ) -> Result<Self::Program>;
+    /// Compiles `spec` for `specialisation` (`Error::KernelBuild` with the log).
+    fn build(&self, spec: &KernelSpec, specialisation: Specialisation) -> Result<Self::Program>;
     /// A new buffer of `bytes` (a multiple of 16); `what` names it in errors.
     fn allocate(&self, bytes: u64, what: &str) -> Result<Self::Buffer>;
     /// The size of `buffer`, bytes.
@@ -81,7 +76,7 @@ pub trait GpuRuntime: Send + Sync + 'static {
 pub struct GpuBackend<R: GpuRuntime> {
     runtime: R,
     kernels: RwLock<Vec<Cow<'static, KernelSpec>>>,
-    programs: Mutex<HashMap<(String, Transpose, Transpose), R::Program>>,
+    programs: Mutex<HashMap<(String, Specialisation), R::Program>>,
     /// A, B and C of host-slice calls; the lock also keeps one call's writes, launch and read
     /// together.
     host_buffers: Mutex<[Option<R::Buffer>; 3]>,
@@ -214,25 +209,35 @@ impl<R: GpuRuntime> GpuBackend<R> {
             })
     }
 
-    fn lock_programs(&self) -> MutexGuard<'_, HashMap<(String, Transpose, Transpose), R::Program>> {
+    fn lock_programs(&self) -> MutexGuard<'_, HashMap<(String, Specialisation), R::Program>> {
         self.programs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The program of `spec` for these transposes, built on first use.
+    /// The program of `spec` for `specialisation`, built on first use.
     pub(crate) fn program(
         &self,
         spec: &KernelSpec,
-        trans_a: Transpose,
-        trans_b: Transpose,
+        specialisation: Specialisation,
     ) -> Result<R::Program> {
-        let key = (spec.name.clone(), trans_a, trans_b);
+        let key = (spec.name.clone(), specialisation);
         let mut programs = self.lock_programs();
         if let Some(program) = programs.get(&key) {
             return Ok(program.clone());
         }
-        let program = self.runtime.build(spec, trans_a, trans_b)?;
+        let program = self.runtime.build(spec, specialisation)?;
         programs.insert(key, program.clone());
         Ok(program)
+    }
+
+    /// The program that runs `problem` with `spec`: its transposes, batched where it has more
+    /// than one product or `spec` cuts it into slices of K.
+    fn program_for(&self, spec: &KernelSpec, problem: &GemmProblem) -> Result<R::Program> {
+        let specialisation = Specialisation {
+            trans_a: problem.trans_a,
+            trans_b: problem.trans_b,
+            batched: problem.batch > 1 || split_k::applies(spec, problem),
+        };
+        self.program(spec, specialisation)
     }
 
     /// Ok, or the first device limit `problem` exceeds with `spec`.
@@ -392,7 +397,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
         if problem.is_empty() {
             return Ok(None);
         }
-        let program = self.program(spec, problem.trans_a, problem.trans_b)?;
+        let program = self.program_for(spec, problem)?;
         let started = Instant::now();
         let mut slots = self.host_buffers.lock().unwrap_or_else(|e| e.into_inner());
         let [a_slot, b_slot, c_slot] = &mut *slots;
@@ -613,7 +618,7 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
 
     fn kernel_binary(&self, kernel: &str) -> Result<Option<Vec<u8>>> {
         let spec = self.kernel(kernel)?;
-        let program = self.program(&spec, Transpose::No, Transpose::No)?;
+        let program = self.program(&spec, Specialisation::default())?;
         Ok(self.runtime.program_binary(&spec, &program))
     }
 
@@ -694,7 +699,7 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         if problem.is_empty() {
             return Ok(());
         }
-        let program = self.program(&spec, problem.trans_a, problem.trans_b)?;
+        let program = self.program_for(&spec, problem)?;
         let (a, b) = (a.storage::<R::Buffer>()?, b.storage::<R::Buffer>()?);
         let c = c.storage_mut::<R::Buffer>()?;
         self.enqueue(&program, &spec, problem, &extents, [a, b, &*c], false)?;

@@ -11,7 +11,9 @@
 use super::{padded_bytes, GpuBackend, GpuRuntime};
 use crate::error::Error;
 use crate::error::Result;
-use crate::kernel::{split_k_sum, split_k_sum_dispatch, Dispatch, KernelSpec, Params};
+use crate::kernel::{
+    split_k_sum, split_k_sum_dispatch, Dispatch, KernelSpec, Params, Specialisation,
+};
 use crate::problem::{Extents, GemmProblem, Transpose};
 
 /// The most floats a split-K workspace holds (64 MiB): a kernel cuts K into fewer slices where its
@@ -136,7 +138,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
     ) -> Result<Option<f64>> {
         let plan = SplitPlan::new(problem, spec.split_k);
         let summer = split_k_sum();
-        let summer_program = self.program(summer, Transpose::No, Transpose::No)?;
+        let summer_program = self.program(summer, Specialisation::default())?;
         let max_groups = self.max_layers();
         let sum = split_k_sum_dispatch(
             (problem.m, problem.n, plan.slices()),

@@ -8,8 +8,8 @@
 use super::gpu::{copy_parallel, GpuBackend, GpuRuntime};
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernel::{Dispatch, KernelSpec};
-use crate::problem::{Extents, Transpose};
+use crate::kernel::{Dispatch, KernelSpec, Specialisation};
+use crate::problem::Extents;
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
 use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
@@ -332,12 +332,7 @@ impl GpuRuntime for OclRuntime {
         spec.opencl.as_deref()
     }
 
-    fn build(
-        &self,
-        spec: &KernelSpec,
-        trans_a: Transpose,
-        trans_b: Transpose,
-    ) -> Result<Arc<OclProgram>> {
+    fn build(&self, spec: &KernelSpec, specialisation: Specialisation) -> Result<Arc<OclProgram>> {
         let build_error = |log: String| Error::KernelBuild {
             kernel: spec.name.clone(),
             device: self.info.name.clone(),
@@ -347,9 +342,10 @@ impl GpuRuntime for OclRuntime {
             .source(spec)
             .ok_or_else(|| build_error("no OpenCL C source".to_string()))?;
         let options = format!(
-            "-D TRANS_A={} -D TRANS_B={}",
-            trans_a.is_transposed() as u8,
-            trans_b.is_transposed() as u8
+            "-D TRANS_A={} -D TRANS_B={} -D BATCHED={}",
+            specialisation.trans_a.is_transposed() as u8,
+            specialisation.trans_b.is_transposed() as u8,
+            specialisation.batched as u8
         );
         let program = Program::create_and_build_from_source(&self.context, source, &options)
             .map_err(build_error)?;
@@ -544,7 +540,7 @@ mod tests {
         let spec = crate::kernel::find("tile16").unwrap();
         let problem = crate::problem::GemmProblem::new(384, 384, 384);
         let extents = problem.extents().unwrap();
-        let program = backend.program(spec, Transpose::No, Transpose::No).unwrap();
+        let program = backend.program(spec, Specialisation::default()).unwrap();
         let buffers: Vec<OclBuffer> = [extents.a, extents.b, extents.c]
             .iter()
             .map(|&e| runtime.allocate(e as u64 * 4, "test").unwrap())

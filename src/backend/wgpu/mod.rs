@@ -9,8 +9,8 @@
 use super::gpu::{copy_chunk, padded_bytes, GpuBackend, GpuRuntime, PARALLEL_COPY_ELEMENTS};
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
-use crate::kernel::{Dispatch, KernelSpec, Params};
-use crate::problem::{Extents, Transpose};
+use crate::kernel::{Dispatch, KernelSpec, Params, Specialisation};
+use crate::problem::Extents;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -472,12 +472,11 @@ impl WgpuRuntime {
         Ok(ticks as f64 * ts.period * 1e-9)
     }
 
-    /// Compiles `spec` for these transposes, into `cache` where given.
+    /// Compiles `spec` for `specialisation`, into `cache` where given.
     fn build_cached(
         &self,
         spec: &KernelSpec,
-        trans_a: Transpose,
-        trans_b: Transpose,
+        specialisation: Specialisation,
         cache: Option<&wgpu::PipelineCache>,
     ) -> Result<wgpu::ComputePipeline> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -493,8 +492,12 @@ impl WgpuRuntime {
                 wgpu::ShaderRuntimeChecks::unchecked(),
             )
         };
-        let flag = |t: Transpose| if t.is_transposed() { 1.0 } else { 0.0 };
-        let constants = [("TRANS_A", flag(trans_a)), ("TRANS_B", flag(trans_b))];
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        let constants = [
+            ("TRANS_A", flag(specialisation.trans_a.is_transposed())),
+            ("TRANS_B", flag(specialisation.trans_b.is_transposed())),
+            ("BATCHED", flag(specialisation.batched)),
+        ];
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -541,10 +544,9 @@ impl GpuRuntime for WgpuRuntime {
     fn build(
         &self,
         spec: &KernelSpec,
-        trans_a: Transpose,
-        trans_b: Transpose,
+        specialisation: Specialisation,
     ) -> Result<wgpu::ComputePipeline> {
-        self.build_cached(spec, trans_a, trans_b, None)
+        self.build_cached(spec, specialisation, None)
     }
 
     /// The driver's pipeline cache after building `spec` alone into a fresh one (Vulkan: what the
@@ -566,7 +568,7 @@ impl GpuRuntime for WgpuRuntime {
                     fallback: true,
                 })
         };
-        self.build_cached(spec, Transpose::No, Transpose::No, Some(&cache))
+        self.build_cached(spec, Specialisation::default(), Some(&cache))
             .ok()?;
         cache.get_data()
     }
