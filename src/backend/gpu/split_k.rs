@@ -9,8 +9,7 @@
 //! batch runs its products whole (no split).
 
 use super::{padded_bytes, GpuBackend, GpuRuntime};
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernel::{
     split_k_sum, split_k_sum_dispatch, Dispatch, KernelSpec, Params, Specialisation,
 };
@@ -111,8 +110,8 @@ impl SplitPlan {
     }
 
     /// Pass 2 as a GEMM, for the cost model: product i is row i of C (n×1) ← α · (the n×S matrix
-    /// of row i's partial rows) · (S ones) + β · row i. The same sums in the same order as
-    /// [`split_k_sum`], which reads each partial once.
+    /// of row i's partial rows) · (S ones) + β · row i. The sums [`split_k_sum`] computes, priced
+    /// as the batched GEMM that computed them before it (an upper bound of its cost).
     pub(crate) fn reduce_problem(&self) -> GemmProblem {
         let p = &self.problem;
         let slices = self.slices();
