@@ -67,9 +67,9 @@ pub trait GpuRuntime: Send + Sync + 'static {
     /// Waits for a launch to finish, then the seconds its kernel ran on the device; `None` where
     /// untimed.
     fn kernel_seconds(&self, launch: Self::Launch) -> Result<Option<f64>>;
-    /// What the driver made of `spec` (built as `program`), where the API hands it back: OpenCL's
-    /// program binary, Vulkan's pipeline cache of that pipeline alone.
-    fn program_binary(&self, spec: &KernelSpec, program: &Self::Program) -> Option<Vec<u8>>;
+    /// What the driver makes of `spec` (built unspecialised, for this alone), where the API hands it
+    /// back: OpenCL's program binary, Vulkan's pipeline cache holding that one pipeline.
+    fn program_binary(&self, spec: &KernelSpec) -> Result<Option<Vec<u8>>>;
 }
 
 /// A GPU device as a [`Backend`]: one runtime plus what every API needs alike.
@@ -617,9 +617,7 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
     }
 
     fn kernel_binary(&self, kernel: &str) -> Result<Option<Vec<u8>>> {
-        let spec = self.kernel(kernel)?;
-        let program = self.program(&spec, Specialisation::default())?;
-        Ok(self.runtime.program_binary(&spec, &program))
+        self.runtime.program_binary(&*self.kernel(kernel)?)
     }
 
     /// Only what no split can fix: a problem over the device's sizes runs as sub-GEMMs.

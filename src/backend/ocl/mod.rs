@@ -505,10 +505,11 @@ impl GpuRuntime for OclRuntime {
         )
     }
 
-    fn program_binary(&self, _spec: &KernelSpec, program: &Arc<OclProgram>) -> Option<Vec<u8>> {
+    fn program_binary(&self, spec: &KernelSpec) -> Result<Option<Vec<u8>>> {
+        let program = self.build(spec, Specialisation::default())?;
         // One context, one device: the first binary is this device's.
-        let binaries = program.program.get_binaries().ok()?;
-        binaries.into_iter().next().filter(|b| !b.is_empty())
+        let binaries = program.program.get_binaries().ok();
+        Ok(binaries.and_then(|b| b.into_iter().next().filter(|b| !b.is_empty())))
     }
 }
 

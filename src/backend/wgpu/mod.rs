@@ -551,13 +551,13 @@ impl GpuRuntime for WgpuRuntime {
 
     /// The driver's pipeline cache after building `spec` alone into a fresh one (Vulkan: what the
     /// driver compiled, e.g. NVIDIA's machine code), where the device offers pipeline caches.
-    fn program_binary(&self, spec: &KernelSpec, _program: &Self::Program) -> Option<Vec<u8>> {
+    fn program_binary(&self, spec: &KernelSpec) -> Result<Option<Vec<u8>>> {
         if !self
             .device
             .features()
             .contains(wgpu::Features::PIPELINE_CACHE)
         {
-            return None;
+            return Ok(None);
         }
         // SAFETY: no data is passed in, so there is nothing for the driver to trust.
         let cache = unsafe {
@@ -568,9 +568,8 @@ impl GpuRuntime for WgpuRuntime {
                     fallback: true,
                 })
         };
-        self.build_cached(spec, Specialisation::default(), Some(&cache))
-            .ok()?;
-        cache.get_data()
+        self.build_cached(spec, Specialisation::default(), Some(&cache))?;
+        Ok(cache.get_data())
     }
 
     fn allocate(&self, bytes: u64, what: &str) -> Result<wgpu::Buffer> {
