@@ -17,6 +17,12 @@
 #ifndef BATCHED
 #define BATCHED 1
 #endif
+// Whether the problem is whole tiles of this kernel, 16-byte aligned (M, N, K multiples of its tile,
+// rows and batch strides of A and B multiples of 4 floats): every quad a tile loads is then inside
+// its operand on a 16-byte boundary and every store inside C, so the guards fold away.
+#ifndef WHOLE_TILES
+#define WHOLE_TILES 0
+#endif
 
 // The arguments of every kernel: the seed's (M, N, K, alpha, A, B, beta, C), leading dimensions, and
 // a strided batch — elements from one product's matrices to the next (0 for A or B: one matrix for
@@ -47,6 +53,9 @@ inline float elem(__global const float* X, uint row, uint col, uint rows, uint c
 // where its address is 16-byte aligned, else vload4 (which needs no alignment, and so compiles to
 // four loads); an edge quad element by element.
 inline float4 quad(__global const float* X, uint row, uint col, uint rows, uint cols, uint ld) {
+    if (WHOLE_TILES) {
+        return *(__global const float4*)(X + (size_t)row * ld + col);
+    }
     if (row < rows && col + 3 < cols) {
         __global const float* at = X + (size_t)row * ld + col;
         return ((size_t)at & 15) == 0 ? *(__global const float4*)at : vload4(0, at);
@@ -64,7 +73,7 @@ inline float4 quad(__global const float* X, uint row, uint col, uint rows, uint 
 // ldc). beta == 0 never reads C: it may hold NaN.
 inline void store(__global float* C, uint row, uint col, float acc, uint M, uint N, uint ldc,
                   float alpha, float beta) {
-    if (row < M && col < N) {
+    if (WHOLE_TILES || (row < M && col < N)) {
         const size_t index = (size_t)row * ldc + col;
         C[index] = beta == 0.0f ? alpha * acc : alpha * acc + beta * C[index];
     }

@@ -34,6 +34,11 @@ struct Params {
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override BATCHED: bool = true;
+// Whether the problem is whole tiles of this kernel, 16-byte aligned: M, N and K multiples of its
+// tile, rows and batch strides of A and B multiples of 4 floats (`KernelSpec::whole_tiles`). Then
+// every quad a tile loads lies inside its operand on a 16-byte boundary and every store inside C,
+// so the guards below fold away.
+override WHOLE_TILES: bool = false;
 
 // A and B are bound as arrays of vec4 (tilegemm pads every buffer to 16 bytes), so whole quads load
 // at once; single elements are components of those vec4s.
@@ -103,6 +108,9 @@ fn elem_b(row: u32, col: u32) -> f32 {
 /// element, each guarded (a loop, not four inlined loads: the edge path stays small, which the
 /// register-blocked kernels' loops are measured to need).
 fn quad_a(row: u32, col: u32) -> vec4<f32> {
+    if (WHOLE_TILES) {
+        return a[(base_a + row * params.lda + col) / 4u];
+    }
     let size = stored_a();
     if (row >= size.x) {
         return vec4<f32>(0.0);
@@ -123,6 +131,9 @@ fn quad_a(row: u32, col: u32) -> vec4<f32> {
 
 /// As `quad_a`, for B.
 fn quad_b(row: u32, col: u32) -> vec4<f32> {
+    if (WHOLE_TILES) {
+        return b[(base_b + row * params.ldb + col) / 4u];
+    }
     let size = stored_b();
     if (row >= size.x) {
         return vec4<f32>(0.0);
@@ -144,7 +155,7 @@ fn quad_b(row: u32, col: u32) -> vec4<f32> {
 /// C[row, col] ← α·acc + β·C[row, col] where (row, col) lies inside C. β = 0 never reads C: it may
 /// hold NaN.
 fn store(row: u32, col: u32, acc: f32) {
-    if (row < params.m && col < params.n) {
+    if (WHOLE_TILES || (row < params.m && col < params.n)) {
         let index = base_c + row * params.ldc + col;
         if (params.beta == 0.0) {
             c[index] = params.alpha * acc;
@@ -156,7 +167,7 @@ fn store(row: u32, col: u32, acc: f32) {
 
 /// `store` of C[row, col..col+4]: the row is checked once, each column on its own.
 fn store4(row: u32, col: u32, acc: vec4<f32>) {
-    if (row >= params.m) {
+    if (!WHOLE_TILES && row >= params.m) {
         return;
     }
     for (var e = 0u; e < 4u; e++) {

@@ -5,18 +5,21 @@
 mod common;
 
 use common::scripted::ScriptedGpu;
-use common::{batched_cases, correctness_cases, cpu_backend, ocl_backends, wgpu_backends};
+use common::{
+    batched_cases, correctness_cases, cpu_backend, ocl_backends, wgpu_backends, whole_tile_cases,
+};
 use std::sync::Arc;
 use tilegemm::verify::verify;
 use tilegemm::Backend;
 
-/// Verifies `kernel` on each backend over the whole case matrix, batches included; lists every
-/// failure.
+/// Verifies `kernel` on each backend over the whole case matrix, batches and whole tiles included;
+/// lists every failure.
 fn check_kernel(backends: &[Arc<dyn Backend>], kernel: &str) {
     let mut failures = Vec::new();
     let mut checked = 0;
     for backend in backends {
-        for case in correctness_cases().into_iter().chain(batched_cases()) {
+        let cases = correctness_cases().into_iter().chain(batched_cases());
+        for case in cases.chain(whole_tile_cases()) {
             let report = verify(backend.as_ref(), kernel, &case);
             checked += 1;
             if !report.pass {
@@ -97,8 +100,8 @@ fn ocl_register_blocked_family_matches_reference() {
 }
 
 /// Split-K members (slices of K into a workspace, then summed) on both APIs: the case matrix (K
-/// from 1 up, so slices of one element and short last slices), and long K over few outputs,
-/// what they are for.
+/// from 1 up, so slices of one element and short last slices), long K over few outputs, what
+/// they are for, and whole tiles (slices unguarded).
 #[test]
 fn split_k_members_match_reference_on_both_apis() {
     use tilegemm::verify::VerifyCase;
@@ -116,6 +119,16 @@ fn split_k_members_match_reference_on_both_apis() {
                 ..VerifyCase::new(Shape::new(m, n, k))
             });
         }
+    }
+    // Whole tiles of every split member, slices included (unguarded: `WHOLE_TILES`).
+    for (trans, ld_pad) in [(Transpose::No, 0), (Transpose::Yes, 4)] {
+        long_k.push(VerifyCase {
+            trans_a: trans,
+            trans_b: trans,
+            beta: 1.0,
+            ld_pad,
+            ..VerifyCase::new(Shape::new(128, 128, 4096))
+        });
     }
     let mut failures = Vec::new();
     for (member, slices) in tilegemm::kernel::SPLIT_K {

@@ -1,4 +1,5 @@
-//! Every WGSL kernel parses, validates, specialises for each transpose pair, and compiles to SPIR-V,
+//! Every WGSL kernel parses, validates, specialises for each combination of its overrides
+//! (transposes, batch offsets, whole tiles), and compiles to SPIR-V,
 //! with naga alone (no GPU); every kernel's source is its language's prelude plus a body that
 //! redefines none of it; the Rust uniform matches the prelude's `struct Params`.
 
@@ -25,21 +26,20 @@ fn compile_every_specialisation(name: &str, source: &str) {
     let info = naga::valid::Validator::new(flags, naga::valid::Capabilities::empty())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    let flags = [0.0, 1.0];
-    let specialisations = flags.iter().flat_map(|&a| {
-        flags
-            .iter()
-            .flat_map(move |&b| flags.map(|batched| (a, b, batched)))
-    });
-    for (trans_a, trans_b, batched) in specialisations {
+    // Every combination of the four overrides, as the bits of 0..16.
+    let overrides = ["TRANS_A", "TRANS_B", "BATCHED", "WHOLE_TILES"];
+    for bits in 0..1u32 << overrides.len() {
+        let flags: Vec<f64> = (0..overrides.len())
+            .map(|i| (bits >> i & 1) as f64)
+            .collect();
         let mut constants = naga::back::PipelineConstants::default();
-        constants.insert("TRANS_A".to_string(), trans_a);
-        constants.insert("TRANS_B".to_string(), trans_b);
-        constants.insert("BATCHED".to_string(), batched);
+        for (name, &flag) in overrides.iter().zip(&flags) {
+            constants.insert(name.to_string(), flag);
+        }
         let entry = Some((naga::ShaderStage::Compute, "main"));
         let (specialised, specialised_info) =
             naga::back::pipeline_constants::process_overrides(&module, &info, entry, &constants)
-                .unwrap_or_else(|e| panic!("{name} ({trans_a}, {trans_b}, {batched}): {e}"));
+                .unwrap_or_else(|e| panic!("{name} {flags:?}: {e}"));
         let options = naga::back::spv::Options::default();
         let pipeline = naga::back::spv::PipelineOptions {
             shader_stage: naga::ShaderStage::Compute,
@@ -47,7 +47,7 @@ fn compile_every_specialisation(name: &str, source: &str) {
         };
         let words =
             naga::back::spv::write_vec(&specialised, &specialised_info, &options, Some(&pipeline))
-                .unwrap_or_else(|e| panic!("{name} ({trans_a}, {trans_b}, {batched}): {e}"));
+                .unwrap_or_else(|e| panic!("{name} {flags:?}: {e}"));
         assert!(words.len() > 100, "{name}: suspiciously small SPIR-V");
     }
 }
@@ -92,7 +92,7 @@ fn defined_functions(source: &str) -> Vec<String> {
 }
 
 #[test]
-fn every_kernel_compiles_for_every_transpose_pair() {
+fn every_kernel_compiles_for_every_specialisation() {
     for kernel in every_kernel() {
         compile_every_specialisation(&kernel.name, &kernel.wgsl);
     }

@@ -75,9 +75,13 @@ fn emit_kernels(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
             }
             match backend.kernel_binary(&kernel) {
                 Ok(Some(binary)) if binary.starts_with(b"//") => {
-                    // PTX text, handed back with its C string's terminator, which ptxas reads as
-                    // an early end of file.
-                    let text = binary.strip_suffix(b"\0").unwrap_or(&binary);
+                    // PTX text, handed back with C string terminators (NVIDIA's OpenCL ends it
+                    // with two NULs), which ptxas reads as an early end of file.
+                    let text_end = binary
+                        .iter()
+                        .rposition(|&byte| byte != 0)
+                        .map_or(0, |i| i + 1);
+                    let text = &binary[..text_end];
                     write(&device_dir.join(format!("{kernel}.ptx")), text)?;
                 }
                 Ok(Some(binary)) => write(&device_dir.join(format!("{kernel}.bin")), &binary)?,

@@ -11,6 +11,13 @@
 //! neighbouring vec4s of the B slab (no bank conflicts) and the same vec4 of the A slab (broadcast),
 //! and their stores to C are contiguous.
 //!
+//! With K groups (`k_groups` = 2, name `_kg2`) the workgroup holds two such thread grids: each
+//! computes the whole tile over one half of every slab, and the second hands its sums to the first
+//! through workgroup memory at the end. Twice the threads share each slab's loads and the tile, so
+//! a GEMM of about one tile per core runs twice the warps per core to hide latency with, at the same
+//! FMAs per workgroup-memory read. On an H100 that pays for split-K's slices (64×64×65536 in 128
+//! slices: 0.042 ms against 0.060) and not for whole squares (`benchmarks/NOTES.md`, v12–v13).
+//!
 //! A member's source is its language's prelude ([`WGSL_PRELUDE`], [`OPENCL_PRELUDE`]) followed by
 //! its slabs and entry point, which load through the prelude's guarded `quad_a`/`quad_b` and store
 //! through its `store4`. The two texts are the same statements: [`Language`] spells each one, so
@@ -38,6 +45,8 @@ pub struct TileParams {
     pub group_m: u32,
     /// How K slabs are staged through workgroup memory.
     pub staging: Staging,
+    /// Thread grids that split each slab's depth between them and sum at the end (1 or 2).
+    pub k_groups: u32,
 }
 
 /// How a member moves K slabs from global to workgroup memory.
@@ -53,7 +62,7 @@ pub enum Staging {
 }
 
 /// The tuned parameter sets: every one must pass [`TileParams::validate`] (a test proves it).
-pub const FAMILY: [TileParams; 10] = [
+pub const FAMILY: [TileParams; 11] = [
     TileParams::new(128, 128, 8, 8, 8, 0, Staging::Plain),
     TileParams::new(128, 128, 16, 8, 8, 0, Staging::Plain),
     TileParams::new(128, 64, 16, 8, 4, 0, Staging::Plain),
@@ -64,13 +73,16 @@ pub const FAMILY: [TileParams; 10] = [
     TileParams::new(128, 128, 8, 8, 8, 0, Staging::DoubleBuffer),
     TileParams::new(64, 64, 16, 4, 4, 0, Staging::DoubleBuffer),
     TileParams::new(128, 64, 16, 8, 4, 0, Staging::Prefetch),
+    TileParams::new(64, 64, 32, 4, 4, 0, Staging::Prefetch).with_k_groups(2),
 ];
 
-/// The most threads a member may use: wgpu's default limit, so every adapter can run all of them.
-const MAX_THREADS: u32 = 256;
+/// The most threads a member may use. Members over wgpu's default limits (256 threads, 16 KiB of
+/// workgroup memory) run where the device's own limits hold them: a backend offers a kernel only
+/// for devices whose limits it fits (`check_unsplittable`).
+const MAX_THREADS: u32 = 1024;
 
-/// Workgroup memory every adapter offers (wgpu's default limit), bytes.
-const MAX_WORKGROUP_BYTES: u32 = 16 * 1024;
+/// The most workgroup memory a member may use, bytes (NVIDIA's 48 KiB).
+const MAX_WORKGROUP_BYTES: u32 = 48 * 1024;
 
 impl TileParams {
     /// A member: workgroup tile BM×BN, slab depth BK, thread tile TM×TN, group order, staging.
@@ -91,10 +103,16 @@ impl TileParams {
             tn,
             group_m,
             staging,
+            k_groups: 1,
         }
     }
 
-    /// The catalogue name, `rbBMxBNxBK_TMxTN[_gG][_p|_db]`.
+    /// This member with `k_groups` thread grids splitting each slab ([`TileParams::k_groups`]).
+    pub const fn with_k_groups(self, k_groups: u32) -> Self {
+        TileParams { k_groups, ..self }
+    }
+
+    /// The catalogue name, `rbBMxBNxBK_TMxTN[_gG][_p|_db][_kgG]`.
     pub fn name(&self) -> String {
         let mut name = format!(
             "rb{}x{}x{}_{}x{}",
@@ -108,11 +126,19 @@ impl TileParams {
             Staging::Prefetch => name += "_p",
             Staging::DoubleBuffer => name += "_db",
         }
+        if self.k_groups > 1 {
+            name += &format!("_kg{}", self.k_groups);
+        }
         name
     }
 
     /// Threads per workgroup.
     pub fn threads(&self) -> u32 {
+        self.group_threads() * self.k_groups
+    }
+
+    /// Threads of one K group: one per TM×TN block of the tile.
+    fn group_threads(&self) -> u32 {
         (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1))
     }
 
@@ -137,11 +163,19 @@ impl TileParams {
             ),
             (
                 self.threads() <= MAX_THREADS,
-                "at most 256 threads per workgroup",
+                "at most 1024 threads per workgroup",
             ),
             (
                 4 * bk * (bm + bn) * self.buffers() <= MAX_WORKGROUP_BYTES,
-                "at most 16 KiB of workgroup memory",
+                "at most 48 KiB of workgroup memory",
+            ),
+            (
+                matches!(self.k_groups, 1 | 2) && bk % self.k_groups == 0,
+                "one or two K groups, each an equal share of BK",
+            ),
+            (
+                self.buffers() * bm * bk / 4 >= self.group_threads(),
+                "the A slab must hold a vec4 per thread of a K group (the sum of the groups)",
             ),
             (
                 (bm * bk / 4) % self.threads() == 0 && (bn * bk / 4) % self.threads() == 0,
@@ -162,7 +196,7 @@ impl TileParams {
             tile_m: self.bm,
             tile_n: self.bn,
             tile_k: self.bk,
-            workgroup: [self.bn / self.tn, self.bm / self.tm],
+            workgroup: [self.bn / self.tn, self.bm / self.tm * self.k_groups],
             thread_tile: [self.tm, self.tn],
             vector_width: 4,
             wgsl: Cow::Owned(self.source(Language::Wgsl)),
@@ -184,6 +218,7 @@ impl TileParams {
             tn,
             group_m,
             staging,
+            k_groups,
         } = *self;
         let l = language;
         let (wx, wy) = (bn / tn, bm / tm);
@@ -197,10 +232,10 @@ impl TileParams {
         });
         let _ = writeln!(
             w,
-            "// Generated by tilegemm (src/kernel/family.rs) for {}: BM={bm} BN={bn} BK={bk} TM={tm} TN={tn} group_m={group_m} staging={staging:?}.",
+            "// Generated by tilegemm (src/kernel/family.rs) for {}: BM={bm} BN={bn} BK={bk} TM={tm} TN={tn} group_m={group_m} staging={staging:?} k_groups={k_groups}.",
             self.name()
         );
-        w.push_str(&l.entry_point(wx, wy, buffers * slab_a, buffers * slab_b));
+        w.push_str(&l.entry_point(wx, wy * k_groups, buffers * slab_a, buffers * slab_b));
         if group_m > 0 {
             // Grouped order: linear id → bands of group_m tile-rows, walked column by column.
             l.uint(
@@ -235,7 +270,16 @@ impl TileParams {
             l.uint(&mut w, "tile_row", &format!("gy * {bm}u"));
             l.uint(&mut w, "tile_col", &format!("gx * {bn}u"));
         }
-        l.uint(&mut w, "flat", &format!("ly * {wx}u + lx"));
+        l.uint(&mut w, "flat", &format!("lyz * {wx}u + lx"));
+        if k_groups > 1 {
+            // K group lz reads rows [lz·BK/G, (lz+1)·BK/G) of every slab.
+            l.uint(&mut w, "ly", &format!("lyz % {wy}u"));
+            l.uint(&mut w, "lz", &format!("lyz / {wy}u"));
+            l.uint(&mut w, "kz_a", &format!("lz * {}u", bk / k_groups * bm / 4));
+            l.uint(&mut w, "kz_b", &format!("lz * {}u", bk / k_groups * bn / 4));
+        } else {
+            l.uint(&mut w, "ly", "lyz");
+        }
         for v in 0..tm {
             for c in 0..tn / 4 {
                 let _ = writeln!(w, "    {}", l.zero_float4(&format!("acc_{v}_{c}")));
@@ -316,21 +360,58 @@ impl TileParams {
                 );
             }
         }
+        let indent = if k_groups > 1 {
+            self.emit_group_sum(&mut w, l);
+            w.push_str("    if (lz == 0u) {\n");
+            "        "
+        } else {
+            "    "
+        };
         for v in 0..tm / 4 {
             for e in 0..4 {
                 let r = v * 4 + e;
                 for c in 0..tn / 4 {
                     let _ = writeln!(
                         w,
-                        "    store4(tile_row + ({}u + ly) * 4u + {e}u, tile_col + ({}u + lx) * 4u, acc_{r}_{c});",
+                        "{indent}store4(tile_row + ({}u + ly) * 4u + {e}u, tile_col + ({}u + lx) * 4u, acc_{r}_{c});",
                         v * wy,
                         c * wx
                     );
                 }
             }
         }
+        if k_groups > 1 {
+            w.push_str("    }\n");
+        }
         w.push_str("}\n");
         w
+    }
+
+    /// K group 1 adds its accumulators into group 0's through the A slab (free once the K loop's
+    /// last barrier has passed), in rounds of as many vec4s per thread as the slab holds; thread
+    /// `ly·WX + lx` of a group owns slot `round_slot·threads + ly·WX + lx` (consecutive threads,
+    /// consecutive vec4s).
+    fn emit_group_sum(&self, w: &mut String, l: Language) {
+        let group = self.group_threads();
+        let per_round = (self.buffers() * self.bm * self.bk / 4) / group;
+        let accumulators: Vec<String> = (0..self.tm)
+            .flat_map(|r| (0..self.tn / 4).map(move |c| format!("acc_{r}_{c}")))
+            .collect();
+        let wx = self.bn / self.tn;
+        let barrier = l.barrier();
+        for round in accumulators.chunks(per_round as usize) {
+            w.push_str("    if (lz == 1u) {\n");
+            for (slot, acc) in round.iter().enumerate() {
+                let index = format!("{}u + ly * {wx}u + lx", slot as u32 * group);
+                let _ = writeln!(w, "        a_s[{index}] = {acc};");
+            }
+            let _ = writeln!(w, "    }}\n    {barrier}\n    if (lz == 0u) {{");
+            for (slot, acc) in round.iter().enumerate() {
+                let index = format!("{}u + ly * {wx}u + lx", slot as u32 * group);
+                let _ = writeln!(w, "        {acc} = {acc} + a_s[{index}];");
+            }
+            let _ = writeln!(w, "    }}\n    {barrier}");
+        }
     }
 
     /// Workgroup buffers per operand: two when double-buffered.
@@ -443,20 +524,32 @@ impl TileParams {
         }
     }
 
-    /// The unrolled slab: per kk, TM/4 + TN/4 vec4 reads and TM·TN/4 vec4 FMAs.
+    /// The unrolled slab (this K group's share of it): per kk, TM/4 + TN/4 vec4 reads and TM·TN/4
+    /// vec4 FMAs.
     fn emit_slab(&self, w: &mut String, l: Language, off_a: &str, off_b: &str) {
         let TileParams {
-            bm, bn, bk, tm, tn, ..
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+            k_groups,
+            ..
         } = *self;
         let (wx, wy) = (bn / tn, bm / tm);
-        for kk in 0..bk {
+        let (kz_a, kz_b) = if k_groups > 1 {
+            (" + kz_a", " + kz_b")
+        } else {
+            ("", "")
+        };
+        for kk in 0..bk / k_groups {
             w.push_str("        {\n");
             for v in 0..tm / 4 {
-                let read = format!("a_s[{off_a} + {}u + {}u + ly]", kk * bm / 4, v * wy);
+                let read = format!("a_s[{off_a}{kz_a} + {}u + {}u + ly]", kk * bm / 4, v * wy);
                 let _ = writeln!(w, "            {}", l.float4(&format!("a{v}"), &read));
             }
             for c in 0..tn / 4 {
-                let read = format!("b_s[{off_b} + {}u + {}u + lx]", kk * bn / 4, c * wx);
+                let read = format!("b_s[{off_b}{kz_b} + {}u + {}u + lx]", kk * bn / 4, c * wx);
                 let _ = writeln!(w, "            {}", l.float4(&format!("b{c}"), &read));
             }
             for v in 0..tm / 4 {
@@ -485,7 +578,7 @@ pub enum Language {
 
 impl Language {
     /// The entry point's opening, through the batch entry and the names `gx`, `gy` (workgroup)
-    /// and `lx`, `ly` (thread within it), with workgroup slabs of `a_quads` and `b_quads` vec4s.
+    /// and `lx`, `lyz` (thread within it), with workgroup slabs of `a_quads` and `b_quads` vec4s.
     fn entry_point(self, wx: u32, wy: u32, a_quads: u32, b_quads: u32) -> String {
         match self {
             Language::Wgsl => format!(
@@ -495,7 +588,7 @@ impl Language {
                  fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {{\n\
                  \x20   enter_batch(group.z);\n\
                  \x20   let gx = group.x;\n    let gy = group.y;\n\
-                 \x20   let lx = local.x;\n    let ly = local.y;\n"
+                 \x20   let lx = local.x;\n    let lyz = local.y;\n"
             ),
             Language::OpenCl => format!(
                 "__kernel __attribute__((reqd_work_group_size({wx}, {wy}, 1)))\n\
@@ -504,7 +597,7 @@ impl Language {
                  \x20   __local float4 a_s[{a_quads}];\n\
                  \x20   __local float4 b_s[{b_quads}];\n\
                  \x20   const uint gx = get_group_id(0), gy = get_group_id(1);\n\
-                 \x20   const uint lx = get_local_id(0), ly = get_local_id(1);\n"
+                 \x20   const uint lx = get_local_id(0), lyz = get_local_id(1);\n"
             ),
         }
     }
@@ -603,11 +696,13 @@ impl Language {
 /// an H100's 132 SMs busy, 128 slices all of them), larger tiles with fewer for outputs of a few
 /// dozen tiles, and halves of K for outputs of about one tile per SM (1024² is 128 tiles of 128×64
 /// and 64 of 128×128); the selector learns where each pays from measurements.
-pub const SPLIT_K: [(&str, u32); 7] = [
-    ("rb64x64x16_4x4", 128),
-    ("rb64x64x16_4x4", 64),
-    ("rb64x64x16_4x4", 16),
+pub const SPLIT_K: [(&str, u32); 9] = [
+    ("rb64x64x16_4x4_db", 128),
+    ("rb64x64x16_4x4_db", 64),
+    ("rb64x64x16_4x4_db", 16),
     ("rb64x64x16_4x4", 4),
+    ("rb64x64x32_4x4_p_kg2", 128),
+    ("rb64x64x32_4x4_p_kg2", 16),
     ("rb128x64x16_8x4_p", 4),
     ("rb128x64x16_8x4_p", 2),
     ("rb128x128x8_8x8_g8_p", 2),
@@ -644,7 +739,7 @@ mod tests {
     fn every_listed_set_satisfies_the_constraints() {
         for params in FAMILY {
             params.validate().unwrap();
-            assert_eq!(params.threads(), 256, "{}", params.name());
+            assert_eq!(params.threads(), 256 * params.k_groups, "{}", params.name());
         }
     }
 
@@ -652,10 +747,34 @@ mod tests {
     fn bad_sets_are_refused_with_the_reason() {
         let bad = TileParams::new(128, 128, 8, 6, 8, 0, Staging::Plain);
         assert!(bad.validate().unwrap_err().contains("multiples of 4"));
-        let too_many = TileParams::new(128, 128, 8, 4, 4, 0, Staging::Plain);
-        assert!(too_many.validate().unwrap_err().contains("256 threads"));
-        let too_big = TileParams::new(128, 128, 32, 8, 8, 0, Staging::Plain);
-        assert!(too_big.validate().unwrap_err().contains("16 KiB"));
+        let too_many = TileParams::new(256, 128, 8, 4, 4, 0, Staging::Plain);
+        assert!(too_many.validate().unwrap_err().contains("1024 threads"));
+        let too_big = TileParams::new(128, 128, 64, 8, 8, 0, Staging::Plain);
+        assert!(too_big.validate().unwrap_err().contains("48 KiB"));
+        let three_groups = FAMILY[0].with_k_groups(3);
+        assert!(three_groups.validate().unwrap_err().contains("K groups"));
+    }
+
+    #[test]
+    fn k_groups_share_the_slab_and_the_second_hands_its_sums_to_the_first() {
+        let p = TileParams::new(64, 64, 32, 4, 4, 0, Staging::Prefetch).with_k_groups(2);
+        assert_eq!(p.name(), "rb64x64x32_4x4_p_kg2");
+        let spec = p.spec().unwrap();
+        assert_eq!((spec.workgroup, spec.invocations()), ([16, 32], 512));
+        let wgsl = p.source(Language::Wgsl);
+        // Each group computes half of every slab: BK/2 rows of FMAs in the text.
+        assert_eq!(
+            wgsl.matches("fma(").count() as u32,
+            p.bk / 2 * p.tm * p.tn / 4
+        );
+        // 4 accumulators of 256 threads through a 512-vec4 A slab: two rounds of two.
+        assert_eq!(wgsl.matches("a_s[256u + ly * 16u + lx] = acc_").count(), 2);
+        assert_eq!(wgsl.matches("if (lz == 0u)").count(), 3);
+        let opencl = p.source(Language::OpenCl);
+        assert_eq!(
+            opencl.matches("barrier(CLK_LOCAL_MEM_FENCE);").count(),
+            2 + 4
+        );
     }
 
     #[test]

@@ -56,8 +56,9 @@ pub struct KernelSpec {
 /// The kernels' revision: bump it when a change to a prelude, a seed shader or the generator
 /// changes what a kernel costs, so tuning rows measured before are dropped instead of trusted
 /// (revision 1: the kernels as measured on 2026-11-22/23; the one-prelude refactor was measured
-/// unchanged, `benchmarks/NOTES.md`).
-pub const KERNEL_REVISION: u32 = 1;
+/// unchanged, `benchmarks/NOTES.md`; revision 2: single GEMMs without batch offsets, unguarded
+/// whole tiles).
+pub const KERNEL_REVISION: u32 = 2;
 
 impl KernelSpec {
     /// A fingerprint of what decides this kernel's speed: its name, tiling parameters and
@@ -111,6 +112,21 @@ impl KernelSpec {
         4 * self.tile_k * (self.tile_m + self.tile_n) * self.buffers
     }
 
+    /// Whether `problem` is whole tiles of this kernel with 16-byte aligned rows: M, N and K
+    /// multiples of the tile, the leading dimensions (and, in a batch, the strides) of A and B
+    /// multiples of 4 floats. Every access of a kernel that stays inside its tiles then lies inside
+    /// the operands, A's and B's quads on 16-byte boundaries (buffers start aligned).
+    pub fn whole_tiles(&self, problem: &GemmProblem) -> bool {
+        let mut quads = vec![problem.lda(), problem.ldb()];
+        if problem.batch > 1 {
+            quads.extend([problem.stride_a(), problem.stride_b()]);
+        }
+        problem.m.is_multiple_of(self.tile_m as usize)
+            && problem.n.is_multiple_of(self.tile_n as usize)
+            && problem.k.is_multiple_of(self.tile_k as usize)
+            && quads.iter().all(|elements| elements.is_multiple_of(4))
+    }
+
     /// Workgroups to dispatch for an m×n output: (along N, along M).
     pub fn dispatch(&self, m: usize, n: usize) -> (u64, u64) {
         (
@@ -147,9 +163,9 @@ impl KernelSpec {
 }
 
 /// What one program of a kernel is built for: the transposes (WGSL overrides `TRANS_A`, `TRANS_B`;
-/// OpenCL `-D TRANS_A=…`), and whether it runs more than one product (`BATCHED`): a single GEMM's
-/// program leaves out the per-product offsets, which cost rb128x64x16_8x4_p 9–14% on an H100
-/// (`benchmarks/NOTES.md`, v8).
+/// OpenCL `-D TRANS_A=…`), whether it runs more than one product (`BATCHED`: a single GEMM's
+/// program leaves out the per-product offsets, which cost rb128x64x16_8x4_p 9–14% on an H100,
+/// `benchmarks/NOTES.md` v8), and whether every access may go unguarded (`WHOLE_TILES`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Specialisation {
     /// A is stored transposed.
@@ -158,6 +174,9 @@ pub struct Specialisation {
     pub trans_b: Transpose,
     /// Workgroup layers are products of a strided batch (or split-K's slices).
     pub batched: bool,
+    /// The problem is whole tiles of the kernel, 16-byte aligned ([`KernelSpec::whole_tiles`]):
+    /// loads and stores go unguarded (WGSL override and OpenCL macro `WHOLE_TILES`).
+    pub whole_tiles: bool,
 }
 
 /// One launch of a kernel: the uniform (OpenCL: the arguments) and the grid of workgroups, x along

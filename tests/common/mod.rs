@@ -114,6 +114,34 @@ pub fn batched_cases() -> Vec<VerifyCase> {
         .collect()
 }
 
+/// Whole tiles of every family member (BM, BN ∈ {64, 128}, BK ∈ {8, 16}), which run unguarded
+/// (`WHOLE_TILES`): every transpose and (α, β), rows packed and padded by 4 (still 16-byte
+/// aligned), single and batched (strides padded by 4 too).
+pub fn whole_tile_cases() -> Vec<VerifyCase> {
+    let shape: Shape = "128x128x48".parse().unwrap();
+    let mut cases = Vec::new();
+    for trans_a in [Transpose::No, Transpose::Yes] {
+        for trans_b in [Transpose::No, Transpose::Yes] {
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 2.0)] {
+                for ld_pad in [0, 4] {
+                    for batch in [1, 2] {
+                        cases.push(VerifyCase {
+                            shape,
+                            trans_a,
+                            trans_b,
+                            alpha,
+                            beta,
+                            ld_pad,
+                            batch,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cases
+}
+
 /// A fresh, empty folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tilegemm-{name}-{}", std::process::id()));

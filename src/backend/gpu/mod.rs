@@ -183,7 +183,9 @@ impl<R: GpuRuntime> GpuBackend<R> {
     ///
     /// # Safety
     /// Kernels run without runtime bounds checks: the kernel must keep every access inside its
-    /// buffers for any problem this backend accepts, as the catalogue's kernels do.
+    /// buffers for any problem this backend accepts, as the catalogue's kernels do, and inside
+    /// its declared tiles (`tile_m`, `tile_n`, `tile_k`): problems of whole tiles run with the
+    /// prelude's guards off (`WHOLE_TILES`).
     pub unsafe fn register_kernel(&self, spec: KernelSpec) {
         let mut kernels = self.kernels.write().unwrap_or_else(|e| e.into_inner());
         kernels.retain(|k| k.name != spec.name);
@@ -229,15 +231,9 @@ impl<R: GpuRuntime> GpuBackend<R> {
         Ok(program)
     }
 
-    /// The program that runs `problem` with `spec`: its transposes, batched where it has more
-    /// than one product or `spec` cuts it into slices of K.
+    /// The program that runs `problem` with `spec` ([`specialisation_for`]).
     fn program_for(&self, spec: &KernelSpec, problem: &GemmProblem) -> Result<R::Program> {
-        let specialisation = Specialisation {
-            trans_a: problem.trans_a,
-            trans_b: problem.trans_b,
-            batched: problem.batch > 1 || split_k::applies(spec, problem),
-        };
-        self.program(spec, specialisation)
+        self.program(spec, specialisation_for(spec, problem))
     }
 
     /// Ok, or the first device limit `problem` exceeds with `spec`.
@@ -602,6 +598,23 @@ fn split(problem: &GemmProblem, extents: &Extents, fitting: u64) -> Option<(Part
     }
 }
 
+/// The program `problem` runs on with `spec`: its transposes, batched where it has more than one
+/// product or `spec` cuts it into slices of K, unguarded where it is whole tiles of `spec` (split,
+/// where the slices' depth is too: the last, shorter slice then is, as K is).
+fn specialisation_for(spec: &KernelSpec, problem: &GemmProblem) -> Specialisation {
+    let split = split_k::applies(spec, problem);
+    let whole_slices = !split
+        || split_k::SplitPlan::new(problem, spec.split_k)
+            .slab()
+            .is_multiple_of(spec.tile_k as usize);
+    Specialisation {
+        trans_a: problem.trans_a,
+        trans_b: problem.trans_b,
+        batched: problem.batch > 1 || split,
+        whole_tiles: whole_slices && spec.whole_tiles(problem),
+    }
+}
+
 impl<R: GpuRuntime> Backend for GpuBackend<R> {
     fn info(&self) -> &DeviceInfo {
         self.runtime.info()
@@ -816,6 +829,39 @@ mod tests {
         let fast = timeout_for(flops, Some(30_000.0)).as_secs_f64();
         assert!((60.0..61.0).contains(&fast), "{fast}");
         assert_eq!(timeout_for(f64::MAX, Some(1e-30)).as_secs(), 7 * 86_400);
+    }
+
+    #[test]
+    fn whole_aligned_tiles_run_unguarded_and_nothing_else_does() {
+        let spec = |name| crate::kernel::find(name).unwrap();
+        let member = spec("rb128x64x16_8x4_p");
+        let whole = GemmProblem::new(256, 128, 48);
+        let of = |problem: &GemmProblem| specialisation_for(member, problem);
+        assert!(of(&whole).whole_tiles && !of(&whole).batched);
+        let transposed = whole.with_transpose(Transpose::Yes, Transpose::Yes);
+        assert!(of(&transposed).whole_tiles && of(&transposed).trans_a.is_transposed());
+        for partial in [
+            GemmProblem::new(255, 128, 48),
+            GemmProblem::new(256, 130, 48),
+            GemmProblem::new(256, 128, 40),
+            whole.with_leading_dims(50, 128, 128),
+            whole.with_leading_dims(48, 129, 128),
+            whole.with_batch(2, 256 * 48 + 1, 48 * 128, 256 * 128),
+        ] {
+            assert!(!of(&partial).whole_tiles, "{partial:?}");
+        }
+        // C's rows need no alignment (its stores are scalar); a batch with aligned strides is whole.
+        assert!(of(&whole.with_leading_dims(48, 128, 129)).whole_tiles);
+        let batch = whole.with_batch(3, 256 * 52, 48 * 132, 256 * 129);
+        assert!(of(&batch).whole_tiles && of(&batch).batched);
+        // Split-K's slices are batched, and whole where their depth is whole slabs: 48 in 4 slices
+        // of 12 is not (BK = 16), 256 in 4 slices of 64 is.
+        let split_member = spec("rb128x64x16_8x4_p_sk4");
+        let split = specialisation_for(split_member, &whole);
+        assert!(split.batched && !split.whole_tiles);
+        let deep = GemmProblem::new(256, 128, 256);
+        let split = specialisation_for(split_member, &deep);
+        assert!(split.batched && split.whole_tiles);
     }
 
     #[test]

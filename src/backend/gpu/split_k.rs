@@ -210,7 +210,7 @@ mod tests {
     /// the output fills it: the kernel then runs whole.
     #[test]
     fn the_workspace_bounds_the_slices() {
-        let spec = crate::kernel::find("rb64x64x16_4x4_sk128").unwrap();
+        let spec = crate::kernel::find("rb64x64x16_4x4_db_sk128").unwrap();
         for (side, slices) in [(64, 128), (1024, 16), (2048, 4), (4096, 1)] {
             let problem = GemmProblem::new(side, side, 65536);
             let plan = SplitPlan::new(&problem, spec.split_k);

@@ -342,10 +342,11 @@ impl GpuRuntime for OclRuntime {
             .source(spec)
             .ok_or_else(|| build_error("no OpenCL C source".to_string()))?;
         let options = format!(
-            "-D TRANS_A={} -D TRANS_B={} -D BATCHED={}",
+            "-D TRANS_A={} -D TRANS_B={} -D BATCHED={} -D WHOLE_TILES={}",
             specialisation.trans_a.is_transposed() as u8,
             specialisation.trans_b.is_transposed() as u8,
-            specialisation.batched as u8
+            specialisation.batched as u8,
+            specialisation.whole_tiles as u8
         );
         let program = Program::create_and_build_from_source(&self.context, source, &options)
             .map_err(build_error)?;

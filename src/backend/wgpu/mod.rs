@@ -497,6 +497,7 @@ impl WgpuRuntime {
             ("TRANS_A", flag(specialisation.trans_a.is_transposed())),
             ("TRANS_B", flag(specialisation.trans_b.is_transposed())),
             ("BATCHED", flag(specialisation.batched)),
+            ("WHOLE_TILES", flag(specialisation.whole_tiles)),
         ];
         let pipeline = self
             .device
