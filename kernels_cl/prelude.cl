@@ -1,10 +1,10 @@
 // The prelude of every OpenCL C kernel: tilegemm prepends it to each file in kernels_cl/ and to each
 // generated member of the family (src/kernel/family.rs), so the signature and the guarded loads and
 // stores are written once. Each kernel is `gemm(GEMM_ARGS)`: the seed's signature plus leading
-// dimensions and batch strides, row-major, built with -D TRANS_A=0|1 -D TRANS_B=0|1 (and BATCHED,
-// below): A is stored
-// m×k, or k×m when TRANS_A; B k×n, or n×k when TRANS_B. Every global access goes through these
-// helpers and is guarded by the matrix bounds: any M, N, K.
+// dimensions and batch strides, row-major, built with -D TRANS_A=0|1 -D TRANS_B=0|1 (and BATCHED and
+// WHOLE_TILES, below): A is stored m×k, or k×m when TRANS_A; B k×n, or n×k when TRANS_B. Every global
+// access goes through these helpers and is guarded by the matrix bounds (any M, N, K), unless the
+// problem is whole tiles of the kernel (WHOLE_TILES).
 
 #ifndef TRANS_A
 #define TRANS_A 0

@@ -5,23 +5,23 @@
 use crate::problem::{GemmProblem, Transpose};
 use std::borrow::Cow;
 
-/// The start of every WGSL kernel: `struct Params`, the overrides `TRANS_A` and `TRANS_B`, bindings
+/// The start of every WGSL kernel: `struct Params`, the overrides of a [`Specialisation`], bindings
 /// 0–3 (A and B as `array<vec4<f32>>`, C as `array<f32>`, the uniform), and the guarded loads
 /// (`elem_a`, `quad_a`, …) and stores (`store`, `store4`) every access goes through.
 pub const WGSL_PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 
-/// The start of every OpenCL C kernel: `TRANS_A`/`TRANS_B`/`BATCHED` defaults and the guarded helpers
-/// `elem`, `quad` (vload4) and `store`.
+/// The start of every OpenCL C kernel: `TRANS_A`/`TRANS_B`/`BATCHED`/`WHOLE_TILES` defaults and the
+/// guarded helpers `elem`, `quad` (vload4) and `store`.
 pub const OPENCL_PRELUDE: &str = include_str!("../../kernels_cl/prelude.cl");
 
 /// One GEMM tiling and its sources, so the same algorithm runs on every API.
 ///
 /// WGSL: [`WGSL_PRELUDE`] (bindings 0–3: A, B, C and the problem's [`Params`]; the overrides
-/// `TRANS_A`, `TRANS_B` and `BATCHED`: a [`Specialisation`]), then the tiling's workgroup tiles and entry point `main`, which first
-/// calls `enter_batch(group.z)`.
+/// `TRANS_A`, `TRANS_B`, `BATCHED` and `WHOLE_TILES`: a [`Specialisation`]), then the tiling's
+/// workgroup tiles and entry point `main`, which first calls `enter_batch(group.z)`.
 /// OpenCL C: [`OPENCL_PRELUDE`], then `gemm(GEMM_ARGS)` (the seed's signature plus leading
 /// dimensions and batch strides), which first calls `ENTER_BATCH()`, built with
-/// `-D TRANS_A=0|1 -D TRANS_B=0|1 -D BATCHED=0|1`.
+/// `-D TRANS_A=0|1 -D TRANS_B=0|1 -D BATCHED=0|1 -D WHOLE_TILES=0|1`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelSpec {
     /// The catalogue's key: unique, and stable across versions (tuning data is stored under it).

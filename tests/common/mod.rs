@@ -78,22 +78,30 @@ pub const ODD_SHAPES: [&str; 7] = [
 
 /// Every case of the correctness matrix: shapes × transposes × (α, β) × leading-dimension padding.
 pub fn correctness_cases() -> Vec<VerifyCase> {
+    case_matrix(&ODD_SHAPES, &[0, 1], &[1])
+}
+
+/// Every combination of `shapes`, A and B each as is and transposed, (α, β) ∈ {(1, 0), (0.5, 2)},
+/// `ld_pads` (rows and batch strides padded by that many elements) and `batches`.
+fn case_matrix(shapes: &[&str], ld_pads: &[usize], batches: &[usize]) -> Vec<VerifyCase> {
     let mut cases = Vec::new();
-    for shape in ODD_SHAPES {
+    for shape in shapes {
         let shape: Shape = shape.parse().unwrap();
         for trans_a in [Transpose::No, Transpose::Yes] {
             for trans_b in [Transpose::No, Transpose::Yes] {
                 for (alpha, beta) in [(1.0, 0.0), (0.5, 2.0)] {
-                    for ld_pad in [0, 1] {
-                        cases.push(VerifyCase {
-                            shape,
-                            trans_a,
-                            trans_b,
-                            alpha,
-                            beta,
-                            ld_pad,
-                            batch: 1,
-                        });
+                    for &ld_pad in ld_pads {
+                        for &batch in batches {
+                            cases.push(VerifyCase {
+                                shape,
+                                trans_a,
+                                trans_b,
+                                alpha,
+                                beta,
+                                ld_pad,
+                                batch,
+                            });
+                        }
                     }
                 }
             }
@@ -114,32 +122,11 @@ pub fn batched_cases() -> Vec<VerifyCase> {
         .collect()
 }
 
-/// Whole tiles of every family member (BM, BN ∈ {64, 128}, BK ∈ {8, 16}), which run unguarded
+/// Whole tiles of every family member (BM, BN ∈ {64, 128}, BK ∈ {8, 16, 32}), which run unguarded
 /// (`WHOLE_TILES`): every transpose and (α, β), rows packed and padded by 4 (still 16-byte
 /// aligned), single and batched (strides padded by 4 too).
 pub fn whole_tile_cases() -> Vec<VerifyCase> {
-    let shape: Shape = "128x128x48".parse().unwrap();
-    let mut cases = Vec::new();
-    for trans_a in [Transpose::No, Transpose::Yes] {
-        for trans_b in [Transpose::No, Transpose::Yes] {
-            for (alpha, beta) in [(1.0, 0.0), (0.5, 2.0)] {
-                for ld_pad in [0, 4] {
-                    for batch in [1, 2] {
-                        cases.push(VerifyCase {
-                            shape,
-                            trans_a,
-                            trans_b,
-                            alpha,
-                            beta,
-                            ld_pad,
-                            batch,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    cases
+    case_matrix(&["128x128x64"], &[0, 4], &[1, 2])
 }
 
 /// A fresh, empty folder for one test.
