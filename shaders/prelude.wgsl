@@ -4,8 +4,9 @@
 //
 // Every global access goes through the helpers below and is guarded by the matrix bounds, so
 // tilegemm creates the modules without wgpu's runtime bounds checks; the odd-shape tests are the
-// proof that the guards are right. A problem of whole tiles runs without the guards (`WHOLE_TILES`). Coordinates are those of an operand as stored (row-major, row
-// stride ld): A is m×k, or k×m when TRANS_A; B is k×n, or n×k when TRANS_B.
+// proof that the guards are right; a problem of whole tiles runs without them (`WHOLE_TILES`).
+// Coordinates are those of an operand as stored (row-major, row stride ld): A is m×k, or k×m when
+// TRANS_A; B is k×n, or n×k when TRANS_B.
 //
 // A strided batch runs one product per workgroup layer: `main` calls `enter_batch(group.z)` first,
 // and every helper then addresses that product's matrices.

@@ -400,15 +400,17 @@ impl TileParams {
         let wx = self.bn / self.tn;
         let barrier = l.barrier();
         for round in accumulators.chunks(per_round as usize) {
+            let slots: Vec<(String, &String)> = (0..)
+                .map(|slot| format!("a_s[{}u + ly * {wx}u + lx]", slot * group))
+                .zip(round)
+                .collect();
             w.push_str("    if (lz == 1u) {\n");
-            for (slot, acc) in round.iter().enumerate() {
-                let index = format!("{}u + ly * {wx}u + lx", slot as u32 * group);
-                let _ = writeln!(w, "        a_s[{index}] = {acc};");
+            for (slot, acc) in &slots {
+                let _ = writeln!(w, "        {slot} = {acc};");
             }
             let _ = writeln!(w, "    }}\n    {barrier}\n    if (lz == 0u) {{");
-            for (slot, acc) in round.iter().enumerate() {
-                let index = format!("{}u + ly * {wx}u + lx", slot as u32 * group);
-                let _ = writeln!(w, "        {acc} = {acc} + a_s[{index}];");
+            for (slot, acc) in &slots {
+                let _ = writeln!(w, "        {acc} = {acc} + {slot};");
             }
             let _ = writeln!(w, "    }}\n    {barrier}");
         }

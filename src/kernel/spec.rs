@@ -117,14 +117,13 @@ impl KernelSpec {
     /// multiples of 4 floats. Every access of a kernel that stays inside its tiles then lies inside
     /// the operands, A's and B's quads on 16-byte boundaries (buffers start aligned).
     pub fn whole_tiles(&self, problem: &GemmProblem) -> bool {
-        let mut quads = vec![problem.lda(), problem.ldb()];
-        if problem.batch > 1 {
-            quads.extend([problem.stride_a(), problem.stride_b()]);
-        }
+        let strides_aligned =
+            problem.batch == 1 || (problem.stride_a() | problem.stride_b()).is_multiple_of(4);
         problem.m.is_multiple_of(self.tile_m as usize)
             && problem.n.is_multiple_of(self.tile_n as usize)
             && problem.k.is_multiple_of(self.tile_k as usize)
-            && quads.iter().all(|elements| elements.is_multiple_of(4))
+            && (problem.lda() | problem.ldb()).is_multiple_of(4)
+            && strides_aligned
     }
 
     /// Workgroups to dispatch for an m×n output: (along N, along M).
