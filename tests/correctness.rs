@@ -145,6 +145,38 @@ fn split_k_members_match_reference_on_both_apis() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Stream-K members (a persistent grid sharing out every tile's slabs, then the fixup summing the
+/// shared tiles) on both APIs: the case matrix and strided batches (tiles of few slabs, fewer
+/// slabs than workgroups, single-slab tiles), whole tiles, and long K over one or four tiles
+/// (one tile in up to 264 pieces).
+#[test]
+fn stream_k_members_match_reference_on_both_apis() {
+    use tilegemm::verify::VerifyCase;
+    use tilegemm::{Shape, Transpose};
+    let backends: Vec<_> = wgpu_backends().into_iter().chain(ocl_backends()).collect();
+    let long_k = [(64, 64, 4099), (128, 128, 2048)].map(|(m, n, k)| VerifyCase {
+        trans_a: Transpose::Yes,
+        alpha: 0.5,
+        beta: 2.0,
+        ld_pad: 1,
+        ..VerifyCase::new(Shape::new(m, n, k))
+    });
+    let mut failures = Vec::new();
+    for (member, groups) in tilegemm::kernel::STREAM_K {
+        let kernel = format!("{member}_streamk{groups}");
+        for backend in &backends {
+            let cases = correctness_cases().into_iter().chain(batched_cases());
+            for case in cases.chain(whole_tile_cases()).chain(long_k) {
+                let report = verify(backend.as_ref(), &kernel, &case);
+                if !report.pass {
+                    failures.push(format!("{report:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn ocl_tile16_matches_reference() {
     check_kernel(&ocl_backends(), "tile16");

@@ -1,5 +1,5 @@
 //! Every WGSL kernel parses, validates, specialises for each combination of its overrides
-//! (transposes, batch offsets, whole tiles), and compiles to SPIR-V,
+//! (transposes, batch offsets, whole tiles, a stream-K member's fixup pass), and compiles to SPIR-V,
 //! with naga alone (no GPU); every kernel's source is its language's prelude plus a body that
 //! redefines none of it; the Rust uniform matches the prelude's `struct Params`.
 
@@ -19,15 +19,24 @@ fn kernel_of_file(name: &str) -> &'static KernelSpec {
 }
 use tilegemm::GemmProblem;
 
-fn compile_every_specialisation(name: &str, source: &str) {
+/// Compiles `source` for every combination of the prelude's overrides, and of
+/// `STREAM_K_FIXUP` too where `stream_k` (a stream-K member).
+fn compile_every_specialisation(name: &str, source: &str, stream_k: bool) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     let flags = naga::valid::ValidationFlags::all();
     let info = naga::valid::Validator::new(flags, naga::valid::Capabilities::empty())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    // Every combination of the four overrides, as the bits of 0..16.
-    let overrides = ["TRANS_A", "TRANS_B", "BATCHED", "WHOLE_TILES"];
+    // Every combination of the overrides, as the bits of 0..16 (0..32 for stream-K).
+    let all = [
+        "TRANS_A",
+        "TRANS_B",
+        "BATCHED",
+        "WHOLE_TILES",
+        "STREAM_K_FIXUP",
+    ];
+    let overrides = &all[..if stream_k { 5 } else { 4 }];
     for bits in 0..1u32 << overrides.len() {
         let flags: Vec<f64> = (0..overrides.len())
             .map(|i| (bits >> i & 1) as f64)
@@ -94,7 +103,7 @@ fn defined_functions(source: &str) -> Vec<String> {
 #[test]
 fn every_kernel_compiles_for_every_specialisation() {
     for kernel in every_kernel() {
-        compile_every_specialisation(&kernel.name, &kernel.wgsl);
+        compile_every_specialisation(&kernel.name, &kernel.wgsl, kernel.stream_k > 0);
     }
 }
 
@@ -102,7 +111,7 @@ fn every_kernel_compiles_for_every_specialisation() {
 fn every_file_in_shaders_is_a_valid_kernel() {
     for (name, body) in bodies("shaders", "wgsl") {
         let source = format!("{WGSL_PRELUDE}{body}");
-        compile_every_specialisation(&name, &source);
+        compile_every_specialisation(&name, &source, false);
         let spec = kernel_of_file(&name);
         assert_eq!(
             spec.wgsl, source,
@@ -139,7 +148,9 @@ fn every_catalogue_source_holds_its_prelude_once_and_nothing_of_it_twice() {
         assert!(kernel.wgsl.starts_with(WGSL_PRELUDE), "{name}");
         assert_eq!(kernel.wgsl.matches(WGSL_PRELUDE).count(), 1, "{name}");
         assert_eq!(kernel.wgsl.matches("struct Params {").count(), 1, "{name}");
-        assert_eq!(kernel.wgsl.matches("@binding(").count(), 4, "{name}");
+        // A, B, C and the uniform; a stream-K member's partial tiles too.
+        let bindings = if kernel.stream_k > 0 { 5 } else { 4 };
+        assert_eq!(kernel.wgsl.matches("@binding(").count(), bindings, "{name}");
         // Every kernel enters its product of a batch first, in both languages.
         assert!(
             kernel.wgsl.contains(") {\n    enter_batch(group.z);\n"),
@@ -148,10 +159,12 @@ fn every_catalogue_source_holds_its_prelude_once_and_nothing_of_it_twice() {
         let opencl = kernel.opencl.as_deref().expect("every kernel has OpenCL C");
         assert!(opencl.starts_with(OPENCL_PRELUDE), "{name}");
         assert_eq!(opencl.matches(OPENCL_PRELUDE).count(), 1, "{name}");
-        assert!(
-            opencl.contains("void gemm(GEMM_ARGS) {\n    ENTER_BATCH();\n"),
-            "{name}"
-        );
+        let signature = if kernel.stream_k > 0 {
+            "void gemm(GEMM_ARGS, __global float4* restrict partials) {\n    ENTER_BATCH();\n"
+        } else {
+            "void gemm(GEMM_ARGS) {\n    ENTER_BATCH();\n"
+        };
+        assert!(opencl.contains(signature), "{name}");
     }
 }
 

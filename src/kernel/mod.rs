@@ -5,7 +5,8 @@
 //!   binding layout, guarded loads and stores) and the uniform [`Params`] every WGSL kernel reads;
 //! - `seed`: the seed project's tilings (tile16, tile20, tile24) in WGSL and OpenCL C;
 //! - `family`: the register-blocked family for modern GPUs, generated in WGSL and OpenCL C from
-//!   parameter sets ([`FAMILY`], [`TileParams`]), and its split-K members ([`SPLIT_K`]).
+//!   parameter sets ([`FAMILY`], [`TileParams`]), its split-K members ([`SPLIT_K`]) and its
+//!   stream-K members ([`STREAM_K`]).
 //! - `split_k_sum`: the split-K members' summing pass ([`split_k_sum`]), launched by the backends
 //!   after a member's slices; not a GEMM, so not in the catalogue.
 //!
@@ -17,7 +18,7 @@ mod seed;
 mod spec;
 mod split_k_sum;
 
-pub use family::{Staging, TileParams, FAMILY, SPLIT_K};
+pub use family::{Staging, TileParams, FAMILY, SPLIT_K, STREAM_K};
 pub use spec::{
     Dispatch, KernelSpec, Params, Specialisation, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE,
 };

@@ -29,6 +29,7 @@ fn seed_kernel(
         prefetch: false,
         group_m: 0,
         split_k: 1,
+        stream_k: 0,
     }
 }
 

@@ -16,6 +16,10 @@ pub const OPENCL_PRELUDE: &str = include_str!("../../kernels_cl/prelude.cl");
 
 /// One GEMM tiling and its sources, so the same algorithm runs on every API.
 ///
+/// A stream-K member (`stream_k` > 0) also binds a fourth buffer, its partial tiles: WGSL
+/// `partials` at binding 4, OpenCL a last argument `partials`; and it is built twice, for its
+/// tiles and for their sum (`STREAM_K_FIXUP`).
+///
 /// WGSL: [`WGSL_PRELUDE`] (bindings 0–3: A, B, C and the problem's [`Params`]; the overrides
 /// `TRANS_A`, `TRANS_B`, `BATCHED` and `WHOLE_TILES`: a [`Specialisation`]), then the tiling's
 /// workgroup tiles and entry point `main`, which first calls `enter_batch(group.z)`.
@@ -51,6 +55,9 @@ pub struct KernelSpec {
     /// Slices K is cut into, each a workgroup layer writing partial products that a second pass
     /// sums into C (1: all of K in one pass). See `backend::gpu::split_k`.
     pub split_k: u32,
+    /// Workgroups of a stream-K member's persistent grid, each taking an equal share of every
+    /// tile's slabs in turn (0: one workgroup per tile). See `backend::gpu::stream_k`.
+    pub stream_k: u32,
 }
 
 /// The kernels' revision: bump it when a change to a prelude, a seed shader or the generator
@@ -78,12 +85,14 @@ impl KernelSpec {
             self.group_m,
             KERNEL_REVISION,
         ];
-        // A split count of 1 adds nothing: fingerprints from before split-K stay valid.
+        // A split count of 1 and no stream-K grid add nothing: fingerprints from before stay valid.
         let split = (self.split_k > 1).then_some(self.split_k);
+        let stream = (self.stream_k > 0).then_some(self.stream_k);
         let bytes = self.name.bytes().chain(
             parameters
                 .iter()
                 .chain(split.iter())
+                .chain(stream.iter())
                 .flat_map(|p| p.to_le_bytes()),
         );
         bytes.fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -92,12 +101,17 @@ impl KernelSpec {
     }
 
     /// The member whose rate this kernel shares: for a split-K member (`<member>_sk<slices>`,
-    /// see [`super::SPLIT_K`]) the member it cuts K for, else the kernel itself.
+    /// see [`super::SPLIT_K`]) the member it cuts K for, for a stream-K member
+    /// (`<member>_streamk<groups>`, [`super::STREAM_K`]) the member it schedules, else the kernel
+    /// itself.
     pub fn whole_name(&self) -> &str {
-        match self.name.rsplit_once("_sk") {
-            Some((member, slices)) if self.split_k > 1 && slices == self.split_k.to_string() => {
-                member
-            }
+        let (suffix, count) = if self.stream_k > 0 {
+            ("_streamk", self.stream_k)
+        } else {
+            ("_sk", self.split_k)
+        };
+        match self.name.rsplit_once(suffix) {
+            Some((member, n)) if count > 1 && n == count.to_string() => member,
             _ => &self.name,
         }
     }
@@ -176,6 +190,9 @@ pub struct Specialisation {
     /// The problem is whole tiles of the kernel, 16-byte aligned ([`KernelSpec::whole_tiles`]):
     /// loads and stores go unguarded (WGSL override and OpenCL macro `WHOLE_TILES`).
     pub whole_tiles: bool,
+    /// A stream-K member's second pass, which sums the partial tiles into C (WGSL override and
+    /// OpenCL macro `STREAM_K_FIXUP`; stream-K members only).
+    pub fixup: bool,
 }
 
 /// One launch of a kernel: the uniform (OpenCL: the arguments) and the grid of workgroups, x along

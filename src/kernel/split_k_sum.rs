@@ -32,6 +32,7 @@ pub fn split_k_sum() -> &'static KernelSpec {
         prefetch: false,
         group_m: 0,
         split_k: 1,
+        stream_k: 0,
     })
 }
 

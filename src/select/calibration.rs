@@ -25,6 +25,7 @@
 use super::db::{write_atomically, DataSource, TuningDb};
 use crate::backend::cpu::NATIVE_KERNEL;
 use crate::backend::gpu::split_k::{self, SplitPlan};
+use crate::backend::gpu::stream_k;
 use crate::backend::Backend;
 use crate::bench::{measure, BenchConfig, Operands};
 use crate::device::BackendKind;
@@ -123,6 +124,9 @@ impl Calibration {
         let Some(spec) = find(kernel) else {
             return Some(problem.flops() / (self.kernel_gflops(kernel)? * 1e9));
         };
+        if stream_k::applies(spec, problem) {
+            return self.stream_k_seconds(spec, problem);
+        }
         if !split_k::applies(spec, problem) {
             return self.wave_seconds(spec, problem);
         }
@@ -149,6 +153,29 @@ impl Calibration {
         });
         let waves = (groups / at_once).ceil();
         Some(waves * at_once * group_flops / (whole_rate * 1e9))
+    }
+
+    /// Seconds of a stream-K member: its tiles' work shared evenly over its grid, in waves of as
+    /// many workgroups as the device runs at once (one wave of them all without a one-tile rate),
+    /// plus the fixup where tiles are shared, priced as split-K's summing pass over the pieces of
+    /// the most shared tile.
+    fn stream_k_seconds(&self, spec: &KernelSpec, problem: &GemmProblem) -> Option<f64> {
+        let whole_rate = self.full_tile_gflops(spec, spec.whole_name())?;
+        let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
+        let work = (groups_x * groups_y) as f64 * tile_flops(spec, problem.k);
+        let groups = spec.stream_k as f64;
+        let at_once = self.concurrent_outputs().map_or(groups, |outputs| {
+            (outputs / (spec.tile_m * spec.tile_n) as f64).max(1.0)
+        });
+        let grid = (groups / at_once).ceil() * at_once * (work / groups) / (whole_rate * 1e9);
+        let pieces = stream_k::pieces_per_tile(spec, problem);
+        let fixup = if pieces > 1 {
+            let sum = split_k::sum_problem(problem, pieces as usize);
+            self.wave_seconds(find(BASELINE_KERNEL)?, &sum)?
+        } else {
+            0.0
+        };
+        Some((grid + fixup) * problem.batch as f64)
     }
 
     /// The calibrated rate of `kernel` (tiling `spec`) counted in its workgroups' flops, padding
@@ -505,6 +532,31 @@ mod tests {
         let ratio =
             seconds("rb128x64x16_8x4_p", &and_one) / seconds("rb128x64x16_8x4_p", &one_wave);
         assert!((ratio - 2.0).abs() < 0.05, "{ratio}");
+    }
+
+    #[test]
+    fn stream_k_fills_a_part_empty_wave_and_costs_its_fixup_elsewhere() {
+        let c = h100(true);
+        let seconds = |kernel: &str, p: &GemmProblem| c.kernel_seconds(kernel, p).unwrap();
+        // 1024³ is 128 tiles of 128×64 where the device runs ~264 at once: the grid of 264
+        // halves the time, fixup included.
+        let cube = GemmProblem::new(1024, 1024, 1024);
+        let member = seconds("rb128x64x16_8x4_p", &cube);
+        let stream = seconds("rb128x64x16_8x4_p_streamk264", &cube);
+        assert!(
+            stream < 0.8 * member && stream > 0.45 * member,
+            "{stream} vs {member}"
+        );
+        // 4096³ fills ~4 waves already: the fixup is all stream-K adds.
+        let big = GemmProblem::new(4096, 4096, 4096);
+        assert!(seconds("rb128x64x16_8x4_p_streamk264", &big) > seconds("rb128x64x16_8x4_p", &big));
+        // Without a one-tile rate it never pays.
+        let c = h100(false);
+        assert!(
+            c.kernel_seconds("rb128x64x16_8x4_p_streamk264", &cube)
+                .unwrap()
+                > c.kernel_seconds("rb128x64x16_8x4_p", &cube).unwrap()
+        );
     }
 
     #[test]

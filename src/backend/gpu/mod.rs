@@ -7,6 +7,7 @@
 //! the row-by-row copy-back that leaves C's padding between rows untouched.
 
 pub(crate) mod split_k;
+pub(crate) mod stream_k;
 
 use super::resident::{check_on, DeviceMatrix};
 use super::Backend;
@@ -44,15 +45,16 @@ pub trait GpuRuntime: Send + Sync + 'static {
     /// Copies `data` to the start of `buffer`. When this returns, `data` is no longer read: the
     /// caller may free it whatever happens next.
     fn write(&self, buffer: &mut Self::Buffer, data: &[f32]) -> Result<()>;
-    /// Queues one launch of `spec` on (A, B, C), which span `extents`; with `timed`, the launch is
-    /// timed on the device where the device can.
+    /// Queues one launch of `spec` on (A, B, C), which span `extents`, and for a stream-K member
+    /// (`spec.stream_k` > 0) its partial tiles, a fourth buffer; with `timed`, the launch is timed
+    /// on the device where the device can.
     fn launch(
         &self,
         program: &Self::Program,
         spec: &KernelSpec,
         dispatch: &Dispatch,
         extents: &Extents,
-        buffers: [&Self::Buffer; 3],
+        buffers: &[&Self::Buffer],
         timed: bool,
     ) -> Result<Self::Launch>;
     /// Waits (at most `timeout`) for queued work, then hands the first `elements` floats of
@@ -280,6 +282,18 @@ impl<R: GpuRuntime> GpuBackend<R> {
                 self.fitting_elements(),
             )?;
         }
+        if stream_k::applies(spec, problem) {
+            self.exceeds(
+                "stream-K iterations (tiles times slabs, 32-bit)",
+                stream_k::iterations(spec, problem),
+                MAX_INDEX,
+            )?;
+            self.exceeds(
+                "stream-K workspace (elements)",
+                stream_k::workspace_elements(spec) as u64,
+                self.fitting_elements(),
+            )?;
+        }
         Ok(())
     }
 
@@ -448,22 +462,30 @@ impl<R: GpuRuntime> GpuBackend<R> {
     ) -> Result<Option<f64>> {
         let seconds = if split_k::applies(spec, problem) {
             self.enqueue_split_k(program, spec, problem, extents, buffers, timed)?
+        } else if stream_k::applies(spec, problem) {
+            let fixup = Specialisation {
+                fixup: true,
+                ..specialisation_for(spec, problem)
+            };
+            let fixup = self.program(spec, fixup)?;
+            self.enqueue_stream_k((program, &fixup), spec, problem, extents, buffers, timed)?
         } else {
             let dispatches = spec.dispatches(problem, self.max_layers());
-            self.launch_all(program, spec, dispatches, extents, buffers, timed)?
+            self.launch_all(program, spec, dispatches, extents, &buffers, timed)?
         };
         Ok(seconds.filter(|_| timed))
     }
 
-    /// Queues `dispatches` of `spec`; with `timed`, their kernel seconds summed (each launch
-    /// waited for), else `Some(0.0)`.
+    /// Queues `dispatches` of `spec` on `buffers` (A, B, C, and a stream-K member's partial
+    /// tiles); with `timed`, their kernel seconds summed (each launch waited for), else
+    /// `Some(0.0)`.
     fn launch_all(
         &self,
         program: &R::Program,
         spec: &KernelSpec,
         dispatches: impl IntoIterator<Item = Dispatch>,
         extents: &Extents,
-        buffers: [&R::Buffer; 3],
+        buffers: &[&R::Buffer],
         timed: bool,
     ) -> Result<Option<f64>> {
         let mut seconds = Some(0.0);
@@ -612,6 +634,7 @@ fn specialisation_for(spec: &KernelSpec, problem: &GemmProblem) -> Specialisatio
         trans_b: problem.trans_b,
         batched: problem.batch > 1 || split,
         whole_tiles: whole_slices && spec.whole_tiles(problem),
+        fixup: false,
     }
 }
 

@@ -109,18 +109,23 @@ impl SplitPlan {
         launches
     }
 
-    /// Pass 2 as a GEMM, for the cost model: product i is row i of C (n×1) ← α · (the n×S matrix
-    /// of row i's partial rows) · (S ones) + β · row i. The sums [`split_k_sum`] computes, priced
-    /// as the batched GEMM that computed them before it (an upper bound of its cost).
+    /// Pass 2 as a GEMM, for the cost model: [`sum_problem`] of this plan's slices.
     pub(crate) fn reduce_problem(&self) -> GemmProblem {
-        let p = &self.problem;
-        let slices = self.slices();
-        GemmProblem::new(p.n, 1, slices)
-            .with_transpose(Transpose::Yes, Transpose::No)
-            .with_scalars(p.alpha, p.beta)
-            .with_leading_dims(p.m * p.n, 1, 1)
-            .with_batch(p.m, p.n, 0, p.ldc())
+        sum_problem(&self.problem, self.slices())
     }
+}
+
+/// The sum of `slices` partial products of `problem` into C as a GEMM, for the cost model:
+/// product i is row i of C (n×1) ← α · (the n×S matrix of row i's partial rows) · (S ones) + β ·
+/// row i. The sums [`split_k_sum`] computes, priced as the batched GEMM that computed them before
+/// it (an upper bound of its cost).
+pub(crate) fn sum_problem(problem: &GemmProblem, slices: usize) -> GemmProblem {
+    let p = problem;
+    GemmProblem::new(p.n, 1, slices)
+        .with_transpose(Transpose::Yes, Transpose::No)
+        .with_scalars(p.alpha, p.beta)
+        .with_leading_dims(p.m * p.n, 1, 1)
+        .with_batch(p.m, p.n, 0, p.ldc())
 }
 
 impl<R: GpuRuntime> GpuBackend<R> {
@@ -187,7 +192,7 @@ impl<R: GpuRuntime> GpuBackend<R> {
         ];
         let mut seconds = Some(0.0);
         for (program, spec, extents, buffers, dispatches) in passes {
-            let ran = self.launch_all(program, spec, dispatches, extents, buffers, timed)?;
+            let ran = self.launch_all(program, spec, dispatches, extents, &buffers, timed)?;
             seconds = seconds.zip(ran).map(|(sum, s)| sum + s);
         }
         Ok(seconds)

@@ -342,11 +342,12 @@ impl GpuRuntime for OclRuntime {
             .source(spec)
             .ok_or_else(|| build_error("no OpenCL C source".to_string()))?;
         let options = format!(
-            "-D TRANS_A={} -D TRANS_B={} -D BATCHED={} -D WHOLE_TILES={}",
+            "-D TRANS_A={} -D TRANS_B={} -D BATCHED={} -D WHOLE_TILES={} -D STREAM_K_FIXUP={}",
             specialisation.trans_a.is_transposed() as u8,
             specialisation.trans_b.is_transposed() as u8,
             specialisation.batched as u8,
-            specialisation.whole_tiles as u8
+            specialisation.whole_tiles as u8,
+            specialisation.fixup as u8
         );
         let program = Program::create_and_build_from_source(&self.context, source, &options)
             .map_err(build_error)?;
@@ -409,12 +410,12 @@ impl GpuRuntime for OclRuntime {
         spec: &KernelSpec,
         dispatch: &Dispatch,
         _extents: &Extents,
-        buffers: [&OclBuffer; 3],
+        buffers: &[&OclBuffer],
         _timed: bool,
     ) -> Result<Event> {
         self.check_unstuck()?;
         let gemm = program.gemm.lock().unwrap_or_else(|e| e.into_inner());
-        let [a, b, c] = buffers;
+        let [a, b, c] = [0, 1, 2].map(|i| buffers[i]);
         // SAFETY: the arguments match the signature of kernels_cl/ one for one, and the buffers
         // hold the problem's extents (checked by the shared path).
         unsafe {
@@ -441,6 +442,10 @@ impl GpuRuntime for OclRuntime {
                 .enumerate()
                 {
                     gemm.set_arg(8 + index as cl_uint, value as &cl_uint)?;
+                }
+                // A stream-K member's partial tiles: its last argument.
+                if let Some(partials) = buffers.get(3) {
+                    gemm.set_arg(15, &partials.memory.get())?;
                 }
                 Ok(())
             })();
@@ -552,7 +557,7 @@ mod tests {
         for _ in 0..20 {
             let [a, b, c] = [&buffers[0], &buffers[1], &buffers[2]];
             runtime
-                .launch(&program, spec, &dispatch, &extents, [a, b, c], false)
+                .launch(&program, spec, &dispatch, &extents, &[a, b, c], false)
                 .unwrap();
         }
         let read = |timeout| runtime.read(&buffers[2], 4, timeout, &mut |_| {});

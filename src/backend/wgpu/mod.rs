@@ -59,8 +59,12 @@ pub struct WgpuRuntime {
     capabilities: Capabilities,
     device: wgpu::Device,
     queue: wgpu::Queue,
+    /// Bindings 0–3: A, B, C and the uniform.
     bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
+    /// As above, and binding 4: a stream-K member's partial tiles.
+    stream_k_bind_group_layout: wgpu::BindGroupLayout,
+    stream_k_pipeline_layout: wgpu::PipelineLayout,
     /// The uniform buffer of `Params` and the value last written to it; locked from its write to
     /// the submission that reads it.
     params: Mutex<(wgpu::Buffer, Option<Params>)>,
@@ -260,20 +264,28 @@ impl WgpuRuntime {
         };
 
         let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("gemm"),
-            entries: &[
-                layout_entry(0, storage(true)),
-                layout_entry(1, storage(true)),
-                layout_entry(2, storage(false)),
-                layout_entry(3, wgpu::BufferBindingType::Uniform),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("gemm"),
-            bind_group_layouts: &[Some(&bind_group_layout)],
-            immediate_size: 0,
-        });
+        let entries = [
+            layout_entry(0, storage(true)),
+            layout_entry(1, storage(true)),
+            layout_entry(2, storage(false)),
+            layout_entry(3, wgpu::BufferBindingType::Uniform),
+            layout_entry(4, storage(false)),
+        ];
+        let layouts = |label, entries| {
+            let bind_group = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries,
+            });
+            let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&bind_group)],
+                immediate_size: 0,
+            });
+            (bind_group, pipeline)
+        };
+        let (bind_group_layout, pipeline_layout) = layouts("gemm", &entries[..4]);
+        let (stream_k_bind_group_layout, stream_k_pipeline_layout) =
+            layouts("gemm stream-K", &entries);
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
             size: std::mem::size_of::<Params>() as u64,
@@ -290,6 +302,8 @@ impl WgpuRuntime {
             queue,
             bind_group_layout,
             pipeline_layout,
+            stream_k_bind_group_layout,
+            stream_k_pipeline_layout,
             params: Mutex::new((params, None)),
             readback: Mutex::new(None),
             uploads: Mutex::new(Vec::new()),
@@ -493,21 +507,30 @@ impl WgpuRuntime {
             )
         };
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        let stream_k = spec.stream_k > 0;
         let constants = [
             ("TRANS_A", flag(specialisation.trans_a.is_transposed())),
             ("TRANS_B", flag(specialisation.trans_b.is_transposed())),
             ("BATCHED", flag(specialisation.batched)),
             ("WHOLE_TILES", flag(specialisation.whole_tiles)),
+            ("STREAM_K_FIXUP", flag(specialisation.fixup)),
         ];
+        // Only stream-K members declare STREAM_K_FIXUP.
+        let constants = &constants[..if stream_k { 5 } else { 4 }];
+        let layout = if stream_k {
+            &self.stream_k_pipeline_layout
+        } else {
+            &self.pipeline_layout
+        };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&spec.name),
-                layout: Some(&self.pipeline_layout),
+                layout: Some(layout),
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
+                    constants,
                     // Every kernel writes its workgroup tiles before reading them.
                     zero_initialize_workgroup_memory: false,
                 },
@@ -626,7 +649,7 @@ impl GpuRuntime for WgpuRuntime {
         spec: &KernelSpec,
         dispatch: &Dispatch,
         extents: &Extents,
-        buffers: [&wgpu::Buffer; 3],
+        buffers: &[&wgpu::Buffer],
         timed: bool,
     ) -> Result<bool> {
         self.check_lost("launching")?;
@@ -641,17 +664,24 @@ impl GpuRuntime for WgpuRuntime {
                 .write_buffer(params, 0, bytemuck::bytes_of(&wanted));
             *written = Some(wanted);
         }
-        let [a, b, c] = buffers;
+        let (layout, partials) = match *buffers {
+            [_, _, _] => (&self.bind_group_layout, None),
+            [_, _, _, partials] => (&self.stream_k_bind_group_layout, Some(partials)),
+            _ => unreachable!("launches bind A, B, C and at most a workspace"),
+        };
+        let [a, b, c] = [0, 1, 2].map(|i| buffers[i]);
         let encoder = self.scoped("recording the GEMM", 0, || {
+            let mut entries = vec![
+                bind(0, a, padded_bytes(extents.a)),
+                bind(1, b, padded_bytes(extents.b)),
+                bind(2, c, padded_bytes(extents.c)),
+                bind(3, params, std::mem::size_of::<Params>() as u64),
+            ];
+            entries.extend(partials.map(|p| bind(4, p, p.size())));
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("gemm"),
-                layout: &self.bind_group_layout,
-                entries: &[
-                    bind(0, a, padded_bytes(extents.a)),
-                    bind(1, b, padded_bytes(extents.b)),
-                    bind(2, c, padded_bytes(extents.c)),
-                    bind(3, params, std::mem::size_of::<Params>() as u64),
-                ],
+                layout,
+                entries: &entries,
             });
             let mut encoder = self.device.create_command_encoder(&Default::default());
             {
