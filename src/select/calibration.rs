@@ -155,7 +155,8 @@ impl Calibration {
         Some(waves * at_once * group_flops / (whole_rate * 1e9))
     }
 
-    /// Seconds of a stream-K member: its tiles' work shared evenly over its grid, in waves of as
+    /// Seconds of a stream-K member: its tiles' work shared evenly over its grid (the workgroups
+    /// that get at least a slab), in waves of as
     /// many workgroups as the device runs at once (one wave of them all without a one-tile rate),
     /// plus the fixup where tiles are shared, priced as split-K's summing pass over the pieces of
     /// the most shared tile.
@@ -163,7 +164,8 @@ impl Calibration {
         let whole_rate = self.full_tile_gflops(spec, spec.whole_name())?;
         let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
         let work = (groups_x * groups_y) as f64 * tile_flops(spec, problem.k);
-        let groups = spec.stream_k as f64;
+        // A workgroup's share is whole slabs: with fewer slabs than workgroups, some idle.
+        let groups = (spec.stream_k as f64).min(stream_k::iterations(spec, problem) as f64);
         let at_once = self.concurrent_outputs().map_or(groups, |outputs| {
             (outputs / (spec.tile_m * spec.tile_n) as f64).max(1.0)
         });
@@ -546,6 +548,12 @@ mod tests {
         assert!(
             stream < 0.8 * member && stream > 0.45 * member,
             "{stream} vs {member}"
+        );
+        // One 48×48 tile of 3 slabs keeps 3 workgroups busy, not 264: stream-K loses.
+        let tiny = GemmProblem::new(48, 48, 48);
+        assert!(
+            seconds("rb128x64x16_8x4_p_streamk264", &tiny)
+                > seconds("rb128x64x16_8x4_p", &tiny) / 4.0
         );
         // 4096³ fills ~4 waves already: the fixup is all stream-K adds.
         let big = GemmProblem::new(4096, 4096, 4096);
