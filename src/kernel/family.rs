@@ -918,15 +918,11 @@ pub const SPLIT_K: [(&str, u32); 9] = [
 
 /// The stream-K members: (family member, persistent workgroups), each named
 /// `<member>_streamk<groups>`: the member's tiles and slabs shared out evenly over a fixed grid, so
-/// no wave of tiles runs part-empty (1024³ is 64 tiles of 128×128 for an H100's 132 SMs, 2,048³ 256
-/// tiles for its 264 slots of two workgroups). 132 and 264 are one and two workgroups per SM of an
-/// H100 or H200; on other devices the selector learns whether either pays. One K group only.
-pub const STREAM_K: [(&str, u32); 4] = [
-    ("rb128x128x8_8x8_g8_p", 132),
-    ("rb128x128x8_8x8_g8_p", 264),
-    ("rb128x64x16_8x4_p", 264),
-    ("rb64x64x16_4x4_db", 264),
-];
+/// no wave of tiles runs part-empty (1536³ is 144 tiles of 128×128 for the 264 slots of two
+/// workgroups on each of an H100's 132 SMs). 264 is those slots on an H100 or H200; on other devices
+/// the selector learns whether it pays. The measured winners (`benchmarks/NOTES.md` v14): a grid of
+/// 132 and the 64×64 member's lost at every shape measured. One K group only.
+pub const STREAM_K: [(&str, u32); 2] = [("rb128x128x8_8x8_g8_p", 264), ("rb128x64x16_8x4_p", 264)];
 
 /// Every member's catalogue entry, then the split-K members', then the stream-K members'.
 pub(super) fn kernels() -> Vec<KernelSpec> {
