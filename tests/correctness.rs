@@ -177,6 +177,66 @@ fn stream_k_members_match_reference_on_both_apis() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Stream-K on a grid of 3 workgroups, registered on every device, so that shapes small enough
+/// for CI have whole waves beside shared tiles (255×257 is 20 tiles of 64×64: 15 in whole waves, 5
+/// shared; 320×448, 35: 30 and 5), whole waves only (192×64, 384×256) and shared tiles only.
+#[test]
+fn stream_k_on_a_small_grid_mixes_whole_waves_and_shared_tiles() {
+    use tilegemm::kernel::{find, Language, FAMILY};
+    use tilegemm::verify::VerifyCase;
+    use tilegemm::{Shape, Transpose};
+    let member = FAMILY
+        .iter()
+        .find(|p| p.name() == "rb64x64x16_4x4_db")
+        .unwrap();
+    let spec = tilegemm::kernel::KernelSpec {
+        name: "rb64x64x16_4x4_db_streamk3".to_string(),
+        stream_k: 3,
+        wgsl: member.stream_k_source(Language::Wgsl, 3).into(),
+        opencl: Some(member.stream_k_source(Language::OpenCl, 3).into()),
+        ..find(&member.name()).unwrap().clone()
+    };
+    let mut cases = correctness_cases();
+    for (m, n, k) in [(192, 64, 40), (384, 256, 33), (320, 448, 50)] {
+        for trans in [Transpose::No, Transpose::Yes] {
+            cases.push(VerifyCase {
+                trans_a: trans,
+                alpha: 0.5,
+                beta: 2.0,
+                ld_pad: 1,
+                ..VerifyCase::new(Shape::new(m, n, k))
+            });
+        }
+    }
+    let engine = tilegemm::Engine::new();
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+    for device in engine.wgpu_devices() {
+        // SAFETY: a catalogue member's stream-K text, generated for another grid size.
+        unsafe { device.register_kernel(spec.clone()) };
+        backends.push(device.clone());
+    }
+    #[cfg(feature = "ocl")]
+    for device in tilegemm::backend::ocl::discover().unwrap_or_default() {
+        // SAFETY: as above.
+        unsafe { device.register_kernel(spec.clone()) };
+        backends.push(Arc::new(device));
+    }
+    assert!(
+        !(common::wgpu_required() && engine.wgpu_devices().is_empty()),
+        "a wgpu device is required"
+    );
+    let mut failures = Vec::new();
+    for backend in &backends {
+        for case in cases.iter().chain(&whole_tile_cases()) {
+            let report = verify(backend.as_ref(), &spec.name, case);
+            if !report.pass {
+                failures.push(format!("{report:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn ocl_tile16_matches_reference() {
     check_kernel(&ocl_backends(), "tile16");

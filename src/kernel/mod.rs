@@ -18,7 +18,7 @@ mod seed;
 mod spec;
 mod split_k_sum;
 
-pub use family::{Staging, TileParams, FAMILY, SPLIT_K, STREAM_K};
+pub use family::{Language, Staging, TileParams, FAMILY, SPLIT_K, STREAM_K};
 pub use spec::{
     Dispatch, KernelSpec, Params, Specialisation, KERNEL_REVISION, OPENCL_PRELUDE, WGSL_PRELUDE,
 };

@@ -33,13 +33,29 @@ pub(crate) fn iterations(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
     tiles_n * tiles_m * slabs
 }
 
+/// Tiles of `problem` that `spec`'s grid of G shares out in slabs; the others run as whole
+/// waves of plain tiles. None where the tiles are whole waves, all where they fill fewer than two,
+/// else the last G plus the remainder (the kernel text does the same sums).
+pub(crate) fn shared_tiles(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
+    let (tiles_n, tiles_m) = spec.dispatch(problem.m, problem.n);
+    let (tiles, groups) = (tiles_n * tiles_m, spec.stream_k.max(1) as u64);
+    if tiles.is_multiple_of(groups) {
+        0
+    } else if tiles < 2 * groups {
+        tiles
+    } else {
+        groups + tiles % groups
+    }
+}
+
 /// Pieces the most shared tile of `problem` is cut into over `spec`'s grid (1: every tile is
 /// computed by one workgroup, and the fixup has nothing to sum).
 pub(crate) fn pieces_per_tile(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
-    let (iterations, groups) = (iterations(spec, problem), spec.stream_k.max(1) as u64);
     let slabs = (problem.k as u64).div_ceil(spec.tile_k as u64).max(1);
+    let groups = spec.stream_k.max(1) as u64;
+    let iterations = shared_tiles(spec, problem) * slabs;
     let share = iterations / groups;
-    if iterations % groups == 0 && share % slabs == 0 {
+    if iterations.is_multiple_of(groups) && share.is_multiple_of(slabs) {
         return 1;
     }
     // A tile's slabs meet at most ⌈slabs / share⌉ + 1 shares.
@@ -98,9 +114,11 @@ impl<R: GpuRuntime> GpuBackend<R> {
 mod tests {
     use super::*;
 
-    /// The arithmetic the kernel text does, on the host: the share of every workgroup, the
-    /// segments it cuts them into, and the fixup's owners and slots.
+    /// The arithmetic the kernel text does, on the host: the whole waves, the share of every
+    /// workgroup, the pieces it cuts them into, and the fixup's owners and slots.
     struct Schedule {
+        groups: u64,
+        whole: u64,
         k_iters: u64,
         share: u64,
         extra: u64,
@@ -108,8 +126,15 @@ mod tests {
 
     impl Schedule {
         fn new(tiles: u64, k_iters: u64, groups: u64) -> Self {
-            let total = tiles * k_iters;
+            let shared = match tiles % groups {
+                0 => 0,
+                _ if tiles < 2 * groups => tiles,
+                rest => groups + rest,
+            };
+            let total = shared * k_iters;
             Schedule {
+                groups,
+                whole: tiles - shared,
                 k_iters,
                 share: total / groups,
                 extra: total % groups,
@@ -128,14 +153,15 @@ mod tests {
             }
         }
 
-        /// Workgroup g's segments: (tile, first slab, end slab, slot) — slot None where the
-        /// segment is its whole tile (stored into C).
-        fn segments(&self, g: u64) -> Vec<(u64, u64, u64, Option<u64>)> {
+        /// Workgroup g's work: (tile, first slab, end slab, slot) — slot None where it is a
+        /// whole tile (stored into C).
+        fn work(&self, g: u64) -> Vec<(u64, u64, u64, Option<u64>)> {
+            let whole = (g..self.whole).step_by(self.groups as usize);
+            let mut out: Vec<_> = whole.map(|t| (t, 0, self.k_iters, None)).collect();
             let (begin, end) = (self.begin(g), self.begin(g + 1));
-            let mut out = Vec::new();
             let mut it = begin;
             while it < end {
-                let (tile, first) = (it / self.k_iters, it % self.k_iters);
+                let (tile, first) = (self.whole + it / self.k_iters, it % self.k_iters);
                 let last = self.k_iters.min(first + (end - it));
                 let whole = first == 0 && last == self.k_iters;
                 let slot = (!whole).then_some(2 * g + u64::from(it != begin));
@@ -147,7 +173,10 @@ mod tests {
 
         /// The slots the fixup sums for `tile`, in order (empty: stored whole).
         fn fixup_slots(&self, tile: u64) -> Vec<u64> {
-            let first = tile * self.k_iters;
+            if tile < self.whole {
+                return Vec::new();
+            }
+            let first = (tile - self.whole) * self.k_iters;
             let (g_first, g_last) = (self.owner(first), self.owner(first + self.k_iters - 1));
             if g_first == g_last {
                 return Vec::new();
@@ -161,42 +190,45 @@ mod tests {
 
     /// Every slab of every tile is computed once, each shared tile's pieces are exactly the slots
     /// its fixup sums, and a tile computed by one workgroup goes to C straight: at more and fewer
-    /// workgroups than tiles, and at fewer iterations than workgroups.
+    /// workgroups than tiles, whole numbers of waves (none shared), whole waves beside shared
+    /// tiles, and fewer iterations than workgroups.
     #[test]
     fn the_shares_cover_every_slab_once_and_the_fixup_finds_every_piece() {
-        for (tiles, k_iters, groups) in [
-            (64, 128, 132),
-            (1, 4096, 264),
-            (6, 17, 264),
-            (1024, 512, 264),
-            (5, 1, 3),
-            (128, 64, 264),
-            (3, 3, 1),
-        ] {
+        // (tiles, slabs per tile, workgroups, tiles in whole waves)
+        let cases = [
+            (64, 128, 264, 0),
+            (1, 4096, 264, 0),
+            (6, 17, 264, 0),
+            (1024, 512, 264, 528),
+            (528, 8, 264, 528),
+            (5, 1, 3, 0),
+            (128, 64, 264, 0),
+            (3, 3, 1, 3),
+            (20, 9, 3, 15),
+        ];
+        for (tiles, k_iters, groups, whole) in cases {
             let schedule = Schedule::new(tiles, k_iters, groups);
+            let case = format!("{tiles}×{k_iters} on {groups}");
+            assert_eq!(schedule.whole, whole, "{case}");
             let mut covered = vec![vec![0u32; k_iters as usize]; tiles as usize];
-            let mut pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); tiles as usize];
+            let mut pieces: Vec<Vec<u64>> = vec![Vec::new(); tiles as usize];
             for g in 0..groups {
-                for (tile, first, last, slot) in schedule.segments(g) {
+                for (tile, first, last, slot) in schedule.work(g) {
                     for k in first..last {
                         covered[tile as usize][k as usize] += 1;
                     }
                     if let Some(slot) = slot {
                         assert!(slot / 2 == g, "a workgroup writes only its own slots");
-                        pieces[tile as usize].push((slot, first));
+                        pieces[tile as usize].push(slot);
                     }
                 }
             }
-            assert!(
-                covered.iter().flatten().all(|&n| n == 1),
-                "{tiles}×{k_iters} on {groups}"
-            );
-            for (tile, pieces) in pieces.iter().enumerate() {
-                let slots: Vec<u64> = pieces.iter().map(|p| p.0).collect();
+            assert!(covered.iter().flatten().all(|&n| n == 1), "{case}");
+            for (tile, slots) in pieces.iter().enumerate() {
                 assert_eq!(
-                    schedule.fixup_slots(tile as u64),
+                    &schedule.fixup_slots(tile as u64),
                     slots,
-                    "tile {tile} of {tiles}×{k_iters} on {groups}"
+                    "tile {tile} of {case}"
                 );
             }
         }
@@ -221,6 +253,13 @@ mod tests {
         assert_eq!(
             pieces_per_tile(spec, &GemmProblem::new(128, 128 * 264, 8)),
             1
+        );
+        // 4096³: 528 of 1,024 tiles in whole waves, 496 shared out in shares of ~962 slabs of
+        // their 512-slab loops: two pieces at most.
+        let big = GemmProblem::new(4096, 4096, 4096);
+        assert_eq!(
+            (shared_tiles(spec, &big), pieces_per_tile(spec, &big)),
+            (496, 2)
         );
     }
 }
