@@ -82,8 +82,8 @@ pub struct GpuBackend<R: GpuRuntime> {
     /// A, B and C of host-slice calls; the lock also keeps one call's writes, launch and read
     /// together.
     host_buffers: Mutex<[Option<R::Buffer>; 3]>,
-    /// The partial products of split-K calls ([`split_k`]); the lock keeps one call's two passes
-    /// together.
+    /// The partial products of split-K calls ([`split_k`]) and the partial tiles of stream-K calls
+    /// ([`stream_k`]); the lock keeps one call's passes together.
     workspace: Mutex<Option<R::Buffer>>,
     /// Per kernel, the slowest GFLOPS of its host-slice calls here (copies included, calls of at
     /// least [`TIMED_CALL_SECONDS`]): what its time-outs scale with.
@@ -449,7 +449,8 @@ impl<R: GpuRuntime> GpuBackend<R> {
     }
 
     /// Queues the launches of `problem` with `spec` on (A, B, C), which span `extents`: a split-K
-    /// kernel's two passes ([`split_k`]), else one launch per block of workgroup layers. With
+    /// kernel's two passes ([`split_k`]), a stream-K kernel's grid and fixup ([`stream_k`]), else
+    /// one launch per block of workgroup layers. With
     /// `timed`, the kernel seconds of every launch, summed.
     fn enqueue(
         &self,
@@ -622,7 +623,8 @@ fn split(problem: &GemmProblem, extents: &Extents, fitting: u64) -> Option<(Part
 
 /// The program `problem` runs on with `spec`: its transposes, batched where it has more than one
 /// product or `spec` cuts it into slices of K, unguarded where it is whole tiles of `spec` (split,
-/// where the slices' depth is too: the last, shorter slice then is, as K is).
+/// where the slices' depth is too: the last, shorter slice then is, as K is). A stream-K kernel's
+/// fixup is this program with `fixup` set.
 fn specialisation_for(spec: &KernelSpec, problem: &GemmProblem) -> Specialisation {
     let split = split_k::applies(spec, problem);
     let whole_slices = !split
