@@ -1002,6 +1002,22 @@ mod tests {
         }
     }
 
+    /// Stream-K members are family members of one K group (the generator's stream-K epilogue
+    /// has no group sum), each with its grid in its name and its fixup in its text.
+    #[test]
+    fn stream_k_members_have_one_k_group_and_a_fixup() {
+        for (member, groups) in STREAM_K {
+            let params = FAMILY.iter().find(|p| p.name() == member).unwrap();
+            assert_eq!(params.k_groups, 1, "{member}");
+            let spec = crate::kernel::find(&format!("{member}_streamk{groups}")).unwrap();
+            assert_eq!((spec.stream_k, spec.whole_name()), (groups, member));
+            for text in [&*spec.wgsl, spec.opencl.as_deref().unwrap()] {
+                assert!(text.contains("if (STREAM_K_FIXUP) {"), "{member}");
+                assert!(text.contains(&format!("next_whole = next_whole + {groups}u;")));
+            }
+        }
+    }
+
     #[test]
     fn bad_sets_are_refused_with_the_reason() {
         let bad = TileParams::new(128, 128, 8, 6, 8, 0, Staging::Plain);
