@@ -144,10 +144,16 @@ impl Calibration {
     /// product over all of K) at its member's calibrated rate, in waves of as many workgroups as
     /// the device runs at once; without a one-tile rate, as one wave of them all.
     fn wave_seconds(&self, spec: &KernelSpec, problem: &GemmProblem) -> Option<f64> {
-        let whole_rate = self.full_tile_gflops(spec, spec.whole_name())?;
         let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
         let groups = (groups_x * groups_y) as f64 * problem.batch as f64;
-        let group_flops = tile_flops(spec, problem.k);
+        self.grid_seconds(spec, groups, tile_flops(spec, problem.k))
+    }
+
+    /// Seconds of `groups` workgroups of `spec` doing `group_flops` each at its member's
+    /// calibrated rate, in waves of as many as the device runs at once (one wave of them all
+    /// without a one-tile rate).
+    fn grid_seconds(&self, spec: &KernelSpec, groups: f64, group_flops: f64) -> Option<f64> {
+        let whole_rate = self.full_tile_gflops(spec, spec.whole_name())?;
         let at_once = self.concurrent_outputs().map_or(groups, |outputs| {
             (outputs / (spec.tile_m * spec.tile_n) as f64).max(1.0)
         });
@@ -156,20 +162,15 @@ impl Calibration {
     }
 
     /// Seconds of a stream-K member: its tiles' work shared evenly over its grid (the workgroups
-    /// that get at least a slab), in waves of as
-    /// many workgroups as the device runs at once (one wave of them all without a one-tile rate),
+    /// that get at least a slab), in waves ([`Calibration::grid_seconds`]),
     /// plus the fixup where tiles are shared, priced as split-K's summing pass over the pieces of
     /// the most shared tile.
     fn stream_k_seconds(&self, spec: &KernelSpec, problem: &GemmProblem) -> Option<f64> {
-        let whole_rate = self.full_tile_gflops(spec, spec.whole_name())?;
         let (groups_x, groups_y) = spec.dispatch(problem.m, problem.n);
         let work = (groups_x * groups_y) as f64 * tile_flops(spec, problem.k);
         // A workgroup's share is whole slabs: with fewer slabs than workgroups, some idle.
         let groups = (spec.stream_k as f64).min(stream_k::iterations(spec, problem) as f64);
-        let at_once = self.concurrent_outputs().map_or(groups, |outputs| {
-            (outputs / (spec.tile_m * spec.tile_n) as f64).max(1.0)
-        });
-        let grid = (groups / at_once).ceil() * at_once * (work / groups) / (whole_rate * 1e9);
+        let grid = self.grid_seconds(spec, groups, work / groups)?;
         let pieces = stream_k::pieces_per_tile(spec, problem);
         let fixup = if pieces > 1 {
             let sum = split_k::sum_problem(problem, pieces as usize);

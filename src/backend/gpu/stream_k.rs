@@ -25,11 +25,15 @@ pub(crate) fn workspace_elements(spec: &KernelSpec) -> usize {
     2 * spec.stream_k as usize * (spec.tile_m * spec.tile_n) as usize
 }
 
-/// Iterations (tiles times slabs of K, at least one) the kernel counts in 32 bits.
+/// Slabs of K in every tile's loop: at least one (with K = 0 each tile is still stored).
+fn slabs(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
+    (problem.k as u64).div_ceil(spec.tile_k as u64).max(1)
+}
+
+/// Iterations (tiles times slabs of K) the kernel counts in 32 bits.
 pub(crate) fn iterations(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
     let (tiles_n, tiles_m) = spec.dispatch(problem.m, problem.n);
-    let slabs = (problem.k as u64).div_ceil(spec.tile_k as u64).max(1);
-    tiles_n * tiles_m * slabs
+    tiles_n * tiles_m * slabs(spec, problem)
 }
 
 /// Tiles of `problem` that `spec`'s grid of G shares out in slabs; the others run as whole
@@ -50,7 +54,7 @@ pub(crate) fn shared_tiles(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
 /// Pieces the most shared tile of `problem` is cut into over `spec`'s grid (1: every tile is
 /// computed by one workgroup, and the fixup has nothing to sum).
 pub(crate) fn pieces_per_tile(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
-    let slabs = (problem.k as u64).div_ceil(spec.tile_k as u64).max(1);
+    let slabs = slabs(spec, problem);
     let groups = spec.stream_k.max(1) as u64;
     let iterations = shared_tiles(spec, problem) * slabs;
     let share = iterations / groups;

@@ -671,17 +671,19 @@ impl GpuRuntime for WgpuRuntime {
         };
         let [a, b, c] = [0, 1, 2].map(|i| buffers[i]);
         let encoder = self.scoped("recording the GEMM", 0, || {
-            let mut entries = vec![
+            // Binding 4 only where the layout has it (a stream-K member's partial tiles).
+            let workspace = partials.unwrap_or(c);
+            let entries = [
                 bind(0, a, padded_bytes(extents.a)),
                 bind(1, b, padded_bytes(extents.b)),
                 bind(2, c, padded_bytes(extents.c)),
                 bind(3, params, std::mem::size_of::<Params>() as u64),
+                bind(4, workspace, workspace.size()),
             ];
-            entries.extend(partials.map(|p| bind(4, p, p.size())));
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("gemm"),
                 layout,
-                entries: &entries,
+                entries: &entries[..if partials.is_some() { 5 } else { 4 }],
             });
             let mut encoder = self.device.create_command_encoder(&Default::default());
             {
