@@ -9,14 +9,21 @@ use crate::problem::{op_strides, scale_c, GemmProblem};
 /// The one kernel the CPU backend offers.
 pub const NATIVE_KERNEL: &str = "native";
 
-/// Multiply-adds each thread must have before another thread is worth waking: on a 2-core Xeon
-/// one core does 96³–192³ at 150–160 GFLOPS while two (through rayon) do 67–155, and two win from
+/// Multiply-adds a product must have before waking the thread pool pays: on a 2-core Xeon one
+/// core does 96³–192³ at 150–160 GFLOPS while two (through rayon) do 67–155, and two win from
 /// 256³ (232 against 165).
-const MIN_MACS_PER_THREAD: f64 = 160.0 * 160.0 * 160.0;
+const MIN_MACS_FOR_THREADS: f64 = 2.0 * 160.0 * 160.0 * 160.0;
 
-/// How many of `available` threads `macs` multiply-adds are worth (at least one).
+/// How many of `available` threads `macs` multiply-adds are worth: one, or every one. Once the
+/// pool is awake more threads cost little: on a 16-core Xeon 16 threads beat 2, 4 and 8 at 192³,
+/// 256³ and 384³ (398 / 414 / 523 GFLOPS against at most 225 / 346 / 426), where a ramp of one
+/// thread per 160³ gave 256³ four.
 fn threads_worth(macs: f64, available: usize) -> usize {
-    ((macs / MIN_MACS_PER_THREAD) as usize).clamp(1, available.max(1))
+    if macs < MIN_MACS_FOR_THREADS {
+        1
+    } else {
+        available.max(1)
+    }
 }
 
 /// The host CPU through the `gemm` crate.
@@ -212,4 +219,20 @@ unsafe fn raw_product(
         false,
         parallelism,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threads_worth;
+
+    #[test]
+    fn threads_are_one_below_the_threshold_and_every_core_above() {
+        let macs = |n: f64| n * n * n;
+        assert_eq!(threads_worth(macs(128.0), 16), 1);
+        assert_eq!(threads_worth(macs(192.0), 16), 1);
+        assert_eq!(threads_worth(macs(256.0), 16), 16);
+        assert_eq!(threads_worth(macs(256.0), 2), 2);
+        assert_eq!(threads_worth(macs(4096.0), 1), 1);
+        assert_eq!(threads_worth(macs(4096.0), 0), 1);
+    }
 }
