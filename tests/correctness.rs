@@ -178,10 +178,11 @@ fn stream_k_members_match_reference_on_both_apis() {
 }
 
 /// Stream-K on a grid of 3 workgroups, registered on every device, so that shapes small enough
-/// for CI have whole waves beside shared tiles (255×257 is 20 tiles of 64×64: 15 in whole waves, 5
-/// shared; 320×448, 35: 30 and 5), whole waves only (192×64, 384×256) and shared tiles only.
+/// for CI give each workgroup many tiles: whole tiles, pieces at both ends of a share, and shares
+/// that divide the tiles evenly (192×64 is 3 tiles of 64×64, 384×256 is 24) or not (255×257, 20;
+/// 320×448, 35).
 #[test]
-fn stream_k_on_a_small_grid_mixes_whole_waves_and_shared_tiles() {
+fn stream_k_on_a_small_grid_gives_each_workgroup_many_tiles() {
     use tilegemm::kernel::{find, Language, FAMILY};
     use tilegemm::verify::VerifyCase;
     use tilegemm::{Shape, Transpose};

@@ -16,8 +16,8 @@ const MIN_MACS_FOR_THREADS: f64 = 2.0 * 160.0 * 160.0 * 160.0;
 
 /// How many of `available` threads `macs` multiply-adds are worth: one, or every one. Once the
 /// pool is awake more threads cost little: on a 16-core Xeon 16 threads beat 2, 4 and 8 at 192³,
-/// 256³ and 384³ (398 / 414 / 523 GFLOPS against at most 225 / 346 / 426), where a ramp of one
-/// thread per 160³ gave 256³ four.
+/// 256³ and 384³ (398 / 414 / 523 GFLOPS against at most 225 / 346 / 426; 8 won only at 512³,
+/// 643 against 573), where a ramp of one thread per 160³ gave 256³ four.
 fn threads_worth(macs: f64, available: usize) -> usize {
     if macs < MIN_MACS_FOR_THREADS {
         1

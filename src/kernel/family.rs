@@ -217,10 +217,9 @@ impl TileParams {
     /// Generates this member as a stream-K kernel of `groups` persistent workgroups, in
     /// `language` (call after `validate`; one K group only).
     ///
-    /// The tiles are scheduled on a grid of G = `groups` workgroups: whole waves as plain tiles
-    /// (workgroup g takes tiles g, g + G, …), and the last one or two waves' worth shared out in
-    /// slabs — their K loops, tile by tile, one range of iterations cut into G equal shares (the
-    /// first `extra` one longer), so no slot idles at the end. Each stretch of a share within one
+    /// The tiles are scheduled on a grid of G = `groups` workgroups: their K loops, tile by tile,
+    /// are one range of iterations cut into G equal shares (the first `extra` one longer), so no
+    /// slot idles at the end. Each stretch of a share within one
     /// tile is computed as the plain kernel computes a tile over those slabs; a stretch covering
     /// its whole tile is stored into C; any other is the first or the last of its share (only those
     /// can start or end inside a tile) and goes raw to the workgroup's slot 0 or 1 of the partial
@@ -364,19 +363,21 @@ impl TileParams {
             "    "
         };
         if stream_k.is_some() {
-            // A whole tile goes to C; a piece to the workgroup's slot `piece` (0: its first).
+            // A whole tile goes to C; a piece to the workgroup's first slot if it is the share's
+            // first, else to its second.
             w.push_str("    if (k_first == 0u && k_last == k_iters) {\n");
             self.emit_tile_outputs(&mut w, "    ", TileOutput::store);
             w.push_str("    } else {\n");
+            let piece = l.select("it == begin", "0u", "1u");
             l.uint(
                 &mut w,
                 "slot",
-                &format!("(2u * gx + piece) * {tile_quads}u"),
+                &format!("(2u * gx + {piece}) * {tile_quads}u"),
             );
             self.emit_tile_outputs(&mut w, "    ", |o| {
                 format!("partials[slot + {}] = {};", o.quad, o.acc)
             });
-            w.push_str("    }\n    }\n");
+            w.push_str("    }\n    it = it + k_last - k_first;\n    }\n");
         } else {
             self.emit_tile_outputs(&mut w, indent, TileOutput::store);
         }
@@ -388,45 +389,41 @@ impl TileParams {
     }
 
     /// A stream-K member's schedule, through the head of its loop over work: the counts, the fixup
-    /// pass (whole, ending in `return`), then the loop, which defines `tile`, `k_first`,
-    /// `k_last`, `piece`, `k_start`, `k_end` and the tile's origin for the body that follows.
+    /// pass (whole, ending in `return`), then the loop over this workgroup's share of every
+    /// tile's slabs, which defines `tile`, `k_first`, `k_last`, `k_start`, `k_end` and the tile's
+    /// origin for the body that follows (the tail advances `it`).
     ///
-    /// Data-parallel waves first: where the tiles are not a whole number of waves of the grid's G
-    /// workgroups and fill two or more, all but the last one or two waves' worth (G plus the
-    /// remainder) run as plain tiles, workgroup g taking tiles g, g + G, … — so the tiles in
-    /// flight together are neighbours, whose panels of A and B L2 holds — and only the rest is
-    /// shared out in slabs (`benchmarks/NOTES.md` v14–v15).
+    /// Every tile is shared out: running the tiles past whole waves as plain tiles first (so that
+    /// neighbours are in flight together) was measured and lost — its extra live values cost the
+    /// 128×128 member, at 127 registers, its second workgroup per SM (`benchmarks/NOTES.md` v15).
     fn emit_stream_k_head(&self, w: &mut String, l: Language, groups: u32) {
         let TileParams { bm, bn, bk, .. } = *self;
         let tile_quads = bm * bn / 4;
         let (size_m, size_n, size_k) = (l.size('m'), l.size('n'), l.size('k'));
         l.uint(w, "tiles_n", &format!("({size_n} + {}u) / {bn}u", bn - 1));
         l.uint(w, "tiles_m", &format!("({size_m} + {}u) / {bm}u", bm - 1));
-        l.uint(w, "tiles", "tiles_m * tiles_n");
         // At least one slab per tile: with K = 0 each tile is still stored (β·C).
         l.uint(
             w,
             "k_iters",
             &format!("max(1u, ({size_k} + {}u) / {bk}u)", bk - 1),
         );
-        let shared = l.select(
-            &format!("tiles < {}u", 2 * groups),
-            "tiles",
-            &format!("{groups}u + tiles % {groups}u"),
+        l.uint(
+            w,
+            "share",
+            &format!("tiles_m * tiles_n * k_iters / {groups}u"),
         );
-        let shared = l.select(&format!("tiles % {groups}u == 0u"), "0u", &shared);
-        l.uint(w, "shared_tiles", &shared);
-        l.uint(w, "whole_tiles", "tiles - shared_tiles");
-        l.uint(w, "share", &format!("shared_tiles * k_iters / {groups}u"));
-        l.uint(w, "extra", &format!("shared_tiles * k_iters % {groups}u"));
-        // The fixup, over the shared tiles: workgroup g's share starts at g·share + min(g, extra),
-        // so the owner of iteration i is i / (share + 1) among the longer shares, counted on after
-        // them (share > 0 wherever a shared tile exists beside whole waves).
+        l.uint(
+            w,
+            "extra",
+            &format!("tiles_m * tiles_n * k_iters % {groups}u"),
+        );
+        // The fixup: workgroup g's share starts at g·share + min(g, extra), so the owner of
+        // iteration i is i / (share + 1) among the longer shares, counted on after them.
         w.push_str("    if (STREAM_K_FIXUP) {\n");
         l.uint(w, "tile", "gy * tiles_n + gx");
-        w.push_str("    if (tile >= whole_tiles) {\n");
         self.emit_tile_origin(w, l, Some("tile"));
-        l.uint(w, "first", "(tile - whole_tiles) * k_iters");
+        l.uint(w, "first", "tile * k_iters");
         let owner = |i: &str| {
             l.select(
                 &format!("{i} < extra * (share + 1u)"),
@@ -456,36 +453,15 @@ impl TileParams {
         });
         w.push_str("    }\n");
         self.emit_tile_outputs(w, "    ", TileOutput::store);
-        w.push_str("    }\n    }\n    return;\n    }\n");
+        w.push_str("    }\n    return;\n    }\n");
         l.uint(w, "begin", "gx * share + min(gx, extra)");
         let longer = l.select("gx < extra", "1u", "0u");
         l.uint(w, "end", &format!("begin + share + {longer}"));
         let _ = writeln!(w, "    {}", l.var_uint("it", "begin"));
-        let _ = writeln!(w, "    {}", l.var_uint("next_whole", "gx"));
-        let _ = writeln!(w, "    {} {{", l.loop_head());
-        for (name, value) in [
-            ("tile", "0u"),
-            ("k_first", "0u"),
-            ("k_last", "k_iters"),
-            ("piece", "0u"),
-        ] {
-            let _ = writeln!(w, "    {}", l.var_uint(name, value));
-        }
-        let _ = writeln!(
-            w,
-            "    if (next_whole < whole_tiles) {{\n        tile = next_whole;\n        next_whole = next_whole + {groups}u;"
-        );
-        w.push_str("    } else if (it < end) {\n");
-        w.push_str("        tile = whole_tiles + it / k_iters;\n");
-        w.push_str("        k_first = it % k_iters;\n");
-        w.push_str("        k_last = min(k_iters, k_first + (end - it));\n");
-        let _ = writeln!(
-            w,
-            "        piece = {};",
-            l.select("it == begin", "0u", "1u")
-        );
-        w.push_str("        it = it + k_last - k_first;\n");
-        w.push_str("    } else {\n        break;\n    }\n");
+        w.push_str("    while (it < end) {\n");
+        l.uint(w, "tile", "it / k_iters");
+        l.uint(w, "k_first", "it % k_iters");
+        l.uint(w, "k_last", "min(k_iters, k_first + (end - it))");
         l.uint(w, "k_start", &format!("k_first * {bk}u"));
         l.uint(w, "k_end", &format!("min({size_k}, k_last * {bk}u)"));
         self.emit_tile_origin(w, l, Some("tile"));
@@ -902,14 +878,6 @@ impl Language {
         }
     }
 
-    /// The head of a loop left only by `break`.
-    fn loop_head(self) -> &'static str {
-        match self {
-            Language::Wgsl => "loop",
-            Language::OpenCl => "for (;;)",
-        }
-    }
-
     /// The head of the loop over K from `k_start` to `k_end` in slabs of `bk`, counter `k0`.
     fn k_loop(self, bk: u32) -> String {
         self.for_uint("k0", "k_start", "k0 < k_end", &format!("k0 += {bk}u"))
@@ -1013,7 +981,8 @@ mod tests {
             assert_eq!((spec.stream_k, spec.whole_name()), (groups, member));
             for text in [&*spec.wgsl, spec.opencl.as_deref().unwrap()] {
                 assert!(text.contains("if (STREAM_K_FIXUP) {"), "{member}");
-                assert!(text.contains(&format!("next_whole = next_whole + {groups}u;")));
+                let share = format!("tiles_m * tiles_n * k_iters / {groups}u");
+                assert!(text.contains(&share), "{member}");
             }
         }
     }

@@ -36,27 +36,12 @@ pub(crate) fn iterations(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
     tiles_n * tiles_m * slabs(spec, problem)
 }
 
-/// Tiles of `problem` that `spec`'s grid of G shares out in slabs; the others run as whole
-/// waves of plain tiles. None where the tiles are whole waves, all where they fill fewer than two,
-/// else the last G plus the remainder (the kernel text does the same sums).
-pub(crate) fn shared_tiles(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
-    let (tiles_n, tiles_m) = spec.dispatch(problem.m, problem.n);
-    let (tiles, groups) = (tiles_n * tiles_m, spec.stream_k.max(1) as u64);
-    if tiles.is_multiple_of(groups) {
-        0
-    } else if tiles < 2 * groups {
-        tiles
-    } else {
-        groups + tiles % groups
-    }
-}
-
 /// Pieces the most shared tile of `problem` is cut into over `spec`'s grid (1: every tile is
 /// computed by one workgroup, and the fixup has nothing to sum).
 pub(crate) fn pieces_per_tile(spec: &KernelSpec, problem: &GemmProblem) -> u64 {
     let slabs = slabs(spec, problem);
     let groups = spec.stream_k.max(1) as u64;
-    let iterations = shared_tiles(spec, problem) * slabs;
+    let iterations = iterations(spec, problem);
     let share = iterations / groups;
     if iterations.is_multiple_of(groups) && share.is_multiple_of(slabs) {
         return 1;
@@ -116,11 +101,9 @@ impl<R: GpuRuntime> GpuBackend<R> {
 mod tests {
     use super::*;
 
-    /// The arithmetic the kernel text does, on the host: the whole waves, the share of every
+    /// The arithmetic the kernel text does, on the host: the share of every
     /// workgroup, the pieces it cuts them into, and the fixup's owners and slots.
     struct Schedule {
-        groups: u64,
-        whole: u64,
         k_iters: u64,
         share: u64,
         extra: u64,
@@ -128,15 +111,8 @@ mod tests {
 
     impl Schedule {
         fn new(tiles: u64, k_iters: u64, groups: u64) -> Self {
-            let shared = match tiles % groups {
-                0 => 0,
-                _ if tiles < 2 * groups => tiles,
-                rest => groups + rest,
-            };
-            let total = shared * k_iters;
+            let total = tiles * k_iters;
             Schedule {
-                groups,
-                whole: tiles - shared,
                 k_iters,
                 share: total / groups,
                 extra: total % groups,
@@ -158,12 +134,11 @@ mod tests {
         /// Workgroup g's work: (tile, first slab, end slab, slot) — slot None where it is a
         /// whole tile (stored into C).
         fn work(&self, g: u64) -> Vec<(u64, u64, u64, Option<u64>)> {
-            let whole = (g..self.whole).step_by(self.groups as usize);
-            let mut out: Vec<_> = whole.map(|t| (t, 0, self.k_iters, None)).collect();
+            let mut out = Vec::new();
             let (begin, end) = (self.begin(g), self.begin(g + 1));
             let mut it = begin;
             while it < end {
-                let (tile, first) = (self.whole + it / self.k_iters, it % self.k_iters);
+                let (tile, first) = (it / self.k_iters, it % self.k_iters);
                 let last = self.k_iters.min(first + (end - it));
                 let whole = first == 0 && last == self.k_iters;
                 let slot = (!whole).then_some(2 * g + u64::from(it != begin));
@@ -175,10 +150,7 @@ mod tests {
 
         /// The slots the fixup sums for `tile`, in order (empty: stored whole).
         fn fixup_slots(&self, tile: u64) -> Vec<u64> {
-            if tile < self.whole {
-                return Vec::new();
-            }
-            let first = (tile - self.whole) * self.k_iters;
+            let first = tile * self.k_iters;
             let (g_first, g_last) = (self.owner(first), self.owner(first + self.k_iters - 1));
             if g_first == g_last {
                 return Vec::new();
@@ -192,26 +164,24 @@ mod tests {
 
     /// Every slab of every tile is computed once, each shared tile's pieces are exactly the slots
     /// its fixup sums, and a tile computed by one workgroup goes to C straight: at more and fewer
-    /// workgroups than tiles, whole numbers of waves (none shared), whole waves beside shared
-    /// tiles, and fewer iterations than workgroups.
+    /// workgroups than tiles, shares of whole tiles, and fewer iterations than workgroups.
     #[test]
     fn the_shares_cover_every_slab_once_and_the_fixup_finds_every_piece() {
-        // (tiles, slabs per tile, workgroups, tiles in whole waves)
+        // (tiles, slabs per tile, workgroups)
         let cases = [
-            (64, 128, 264, 0),
-            (1, 4096, 264, 0),
-            (6, 17, 264, 0),
-            (1024, 512, 264, 528),
-            (528, 8, 264, 528),
-            (5, 1, 3, 0),
-            (128, 64, 264, 0),
-            (3, 3, 1, 3),
-            (20, 9, 3, 15),
+            (64, 128, 264),
+            (1, 4096, 264),
+            (6, 17, 264),
+            (1024, 512, 264),
+            (528, 8, 264),
+            (5, 1, 3),
+            (128, 64, 264),
+            (3, 3, 1),
+            (20, 9, 3),
         ];
-        for (tiles, k_iters, groups, whole) in cases {
+        for (tiles, k_iters, groups) in cases {
             let schedule = Schedule::new(tiles, k_iters, groups);
             let case = format!("{tiles}×{k_iters} on {groups}");
-            assert_eq!(schedule.whole, whole, "{case}");
             let mut covered = vec![vec![0u32; k_iters as usize]; tiles as usize];
             let mut pieces: Vec<Vec<u64>> = vec![Vec::new(); tiles as usize];
             for g in 0..groups {
@@ -257,12 +227,10 @@ mod tests {
             pieces_per_tile(spec, &GemmProblem::new(128, 128 * 264, 8)),
             1
         );
-        // 4096³: 528 of 1,024 tiles in whole waves, 496 shared out in shares of ~962 slabs of
-        // their 512-slab loops: two pieces at most.
-        let big = GemmProblem::new(4096, 4096, 4096);
+        // 4096³: 1,024 tiles of 512 slabs in shares of ~1,986: two pieces at most.
         assert_eq!(
-            (shared_tiles(spec, &big), pieces_per_tile(spec, &big)),
-            (496, 2)
+            pieces_per_tile(spec, &GemmProblem::new(4096, 4096, 4096)),
+            2
         );
     }
 }
