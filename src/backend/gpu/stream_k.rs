@@ -101,8 +101,8 @@ impl<R: GpuRuntime> GpuBackend<R> {
 mod tests {
     use super::*;
 
-    /// The arithmetic the kernel text does, on the host: the share of every
-    /// workgroup, the pieces it cuts them into, and the fixup's owners and slots.
+    /// The arithmetic the kernel text does, on the host: the share of every workgroup, the pieces
+    /// it cuts them into, and the fixup's owners and slots.
     struct Schedule {
         k_iters: u64,
         share: u64,
