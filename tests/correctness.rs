@@ -40,6 +40,14 @@ fn cpu_native_matches_reference() {
     check_kernel(&[cpu_backend()], "native");
 }
 
+/// Six threads cut 255×257 into 2 × 3 blocks of 128 × 96 (the last row and column shorter), each
+/// with its own packing: whatever cores CI has.
+#[test]
+fn cpu_native_cut_into_blocks_for_six_threads_matches_reference() {
+    let six: Arc<dyn Backend> = Arc::new(tilegemm::backend::cpu::CpuBackend::with_threads(6));
+    check_kernel(&[six], "native");
+}
+
 #[test]
 fn wgpu_tile16_matches_reference() {
     check_kernel(&wgpu_backends(), "tile16");

@@ -1,28 +1,31 @@
-//! The CPU backend: the `gemm` crate's multithreaded SIMD kernels. The fallback on every host and
-//! usually the right choice for tiny problems.
+//! The CPU backend: the `gemm` crate's SIMD kernels, C cut into a block per thread. The fallback on
+//! every host and usually the right choice for tiny problems.
 
 use super::Backend;
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
 use crate::problem::{op_strides, scale_c, GemmProblem};
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 /// The one kernel the CPU backend offers.
 pub const NATIVE_KERNEL: &str = "native";
 
-/// Multiply-adds a product must have before waking the thread pool pays: on a 2-core Xeon one
-/// core does 96³–192³ at 150–160 GFLOPS while two (through rayon) do 67–155, and two win from
-/// 256³ (232 against 165).
-const MIN_MACS_FOR_THREADS: f64 = 2.0 * 160.0 * 160.0 * 160.0;
+/// Multiply-adds the threads must save before waking them pays: on a 2-core Xeon one core does
+/// 96³–192³ at 150–160 GFLOPS while two do 67–155, and two win from 256³ (232 against 165), so
+/// half of 2·160³ is the break-even there.
+const MACS_SAVED_FOR_THREADS: f64 = 160.0 * 160.0 * 160.0;
 
-/// How many of `available` threads `macs` multiply-adds are worth: one, or every one. Once the
-/// pool is awake more threads cost little: on a 16-core Xeon 16 threads beat 2, 4 and 8 at 192³,
-/// 256³ and 384³ (398 / 414 / 523 GFLOPS against at most 225 / 346 / 426; 8 won only at 512³,
-/// 643 against 573), where a ramp of one thread per 160³ gave 256³ four.
+/// How many of `available` threads `macs` multiply-adds are worth: one, or every one, once the
+/// (1 − 1/threads) of the product they take off the first core outweighs waking them — 2·160³ on
+/// two cores, 164³ on sixteen. Once the pool is awake more threads cost little: on a 16-core Xeon
+/// 16 threads beat 1, 2, 4 and 8 at 192³, 256³ and 384³ (398 / 414 / 523 GFLOPS; one thread 115
+/// at 192³, the others at most 225 / 346 / 426).
 fn threads_worth(macs: f64, available: usize) -> usize {
-    if macs < MIN_MACS_FOR_THREADS {
-        1
+    let threads = available.max(1);
+    if macs * (1.0 - 1.0 / threads as f64) >= MACS_SAVED_FOR_THREADS {
+        threads
     } else {
-        available.max(1)
+        1
     }
 }
 
@@ -36,7 +39,12 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// The CPU backend, using every core this process may use.
     pub fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// The CPU backend on at most `threads` threads (at least one).
+    pub fn with_threads(threads: usize) -> Self {
+        let threads = threads.max(1);
         let info = DeviceInfo::new(
             BackendKind::Cpu,
             "native",
@@ -123,72 +131,175 @@ impl Backend for CpuBackend {
         let single = problem.single();
         let product_threads = threads_worth(single.flops() / 2.0, self.threads);
         // Threads for the batch only when it is worth them as a whole, as for one product.
-        let threads = threads_worth(problem.flops() / 2.0, self.threads).min(problem.batch);
-        let share_batch = product_threads == 1 && threads > 1;
-        if !share_batch {
-            // Large products (or little work): one after the other, each on as many cores as
-            // it is worth.
-            let parallelism = if product_threads > 1 {
-                gemm::Parallelism::Rayon(product_threads)
-            } else {
-                gemm::Parallelism::None
-            };
+        let batch_threads = threads_worth(problem.flops() / 2.0, self.threads).min(problem.batch);
+        let grid = match product_threads {
+            1 => Some(BlockGrid::whole(&single)),
+            threads => BlockGrid::new(&single, threads),
+        };
+        let Some(grid) = grid else {
+            // C too small to cut for every thread: the crate's own threads, product by product.
             for index in 0..problem.batch {
                 let (a_at, b_at, c_at) = problem.offsets(index);
-                let (a, b, c) = (
-                    a[a_at..].as_ptr(),
-                    b[b_at..].as_ptr(),
-                    c[c_at..].as_mut_ptr(),
-                );
                 // SAFETY: check_lengths proved every product lies inside the slices, and C
                 // (borrowed mutably) does not alias A or B.
-                unsafe { raw_product(&single, a, b, c, parallelism) };
+                unsafe {
+                    raw_product(
+                        &single,
+                        BlockGrid::whole(&single).block(0),
+                        a[a_at..].as_ptr(),
+                        b[b_at..].as_ptr(),
+                        c[c_at..].as_mut_ptr(),
+                        gemm::Parallelism::Rayon(product_threads),
+                    )
+                };
             }
             return Ok(());
-        }
-        // Small products: the batch shared among threads, each product on one core.
+        };
+        // Work items are (product, block) pairs; thread t takes items t, t + threads, …
+        let items = problem.batch * grid.count();
+        let threads = product_threads.max(batch_threads).min(items);
         let c_start = SendPtr(c.as_mut_ptr());
-        std::thread::scope(|scope| {
-            for thread in 0..threads {
-                let single = &single;
-                scope.spawn(move || {
-                    let c_start = c_start;
-                    for index in (thread..problem.batch).step_by(threads) {
-                        let (a_at, b_at, c_at) = problem.offsets(index);
-                        // SAFETY: check_lengths proved every product lies inside the slices, and
-                        // extents() that no two products' C elements overlap, so threads write
-                        // disjoint elements.
-                        unsafe {
-                            let c = c_start.0.add(c_at);
-                            raw_product(
-                                single,
-                                a[a_at..].as_ptr(),
-                                b[b_at..].as_ptr(),
-                                c,
-                                gemm::Parallelism::None,
-                            )
-                        };
-                    }
-                });
+        let work = |thread: usize| {
+            for item in (thread..items).step_by(threads) {
+                let (a_at, b_at, c_at) = problem.offsets(item / grid.count());
+                // SAFETY: check_lengths proved every product lies inside the slices, extents()
+                // that no two products' C elements overlap, and blocks of one C are disjoint, so
+                // threads write disjoint elements; C does not alias A or B.
+                unsafe {
+                    raw_product(
+                        &single,
+                        grid.block(item % grid.count()),
+                        a[a_at..].as_ptr(),
+                        b[b_at..].as_ptr(),
+                        c_start.at(c_at),
+                        gemm::Parallelism::None,
+                    )
+                };
             }
-        });
+        };
+        if threads == 1 {
+            work(0);
+        } else {
+            (0..threads).into_par_iter().for_each(work);
+        }
         Ok(())
     }
 }
 
-/// C's base pointer, sent to the threads that each write their own products of a batch.
+/// The narrowest a block of C may be before cutting C for every thread stops paying: below
+/// it the crate's own threads (which share the packing of B) run the product.
+const MIN_BLOCK_EDGE: usize = 64;
+
+/// C cut into a grid of blocks, each computed by one thread with its own packing of A's rows and
+/// B's columns; threads then never wait for one another inside a product, where the crate's
+/// threads meet at a barrier for every slab of K.
+#[derive(Clone, Copy)]
+struct BlockGrid {
+    rows: usize,
+    cols: usize,
+    m: usize,
+    n: usize,
+    /// Edges of a block (the last in a row or column may be shorter).
+    block_rows: usize,
+    block_cols: usize,
+}
+
+/// One block of C: its first row and column and its extent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Block {
+    row: usize,
+    rows: usize,
+    col: usize,
+    cols: usize,
+}
+
+impl BlockGrid {
+    /// All of C as one block.
+    fn whole(single: &GemmProblem) -> Self {
+        Self::with_edges(single.m, single.n, single.m, single.n)
+    }
+
+    /// A grid of at most `threads` blocks: of the factor pairs rows × cols = `threads` that cut
+    /// no dimension into blocks narrower than [`MIN_BLOCK_EDGE`], the one whose blocks are
+    /// squarest (a square block packs the fewest elements for its work); edges rounded up to 16
+    /// (a SIMD register of f32s). None where every pair cuts too thin.
+    fn new(single: &GemmProblem, threads: usize) -> Option<Self> {
+        let (m, n) = (single.m, single.n);
+        let edge = |extent: usize, parts: usize| extent.div_ceil(parts).next_multiple_of(16);
+        let thick_enough =
+            |extent: usize, parts: usize| parts == 1 || edge(extent, parts) >= MIN_BLOCK_EDGE;
+        let skew = |rows: usize| {
+            let (tall, wide) = (edge(m, rows).min(m), edge(n, threads / rows).min(n));
+            tall.max(wide) as f64 / tall.min(wide).max(1) as f64
+        };
+        let rows = (1..=threads)
+            .filter(|&rows| threads.is_multiple_of(rows))
+            .filter(|&rows| thick_enough(m, rows) && thick_enough(n, threads / rows))
+            .min_by(|&x, &y| skew(x).total_cmp(&skew(y)))?;
+        Some(Self::with_edges(
+            m,
+            n,
+            edge(m, rows),
+            edge(n, threads / rows),
+        ))
+    }
+
+    fn with_edges(m: usize, n: usize, block_rows: usize, block_cols: usize) -> Self {
+        BlockGrid {
+            rows: m.div_ceil(block_rows),
+            cols: n.div_ceil(block_cols),
+            m,
+            n,
+            block_rows,
+            block_cols,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Block `index`, row-major over the grid.
+    fn block(&self, index: usize) -> Block {
+        let (row, col) = (
+            index / self.cols * self.block_rows,
+            index % self.cols * self.block_cols,
+        );
+        Block {
+            row,
+            rows: self.block_rows.min(self.m - row),
+            col,
+            cols: self.block_cols.min(self.n - col),
+        }
+    }
+}
+
+/// C's base pointer, sent to the threads that each write their own blocks and products.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: the threads given it write disjoint elements (the batch's C matrices never overlap).
+// SAFETY: the threads given it write disjoint elements (blocks of a C, and the batch's C matrices,
+// never overlap).
 unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
 
-/// `single` through the `gemm` crate on operands at these addresses.
+impl SendPtr {
+    /// The address `offset` elements on.
+    ///
+    /// # Safety
+    /// `offset` must lie inside the allocation the pointer came from.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
+
+/// `block` of `single`'s C through the `gemm` crate, on operands at these addresses.
 ///
 /// # Safety
 /// Every element `single` addresses from each pointer must be valid, C's for writing, and C must
 /// not alias A or B.
 unsafe fn raw_product(
     single: &GemmProblem,
+    block: Block,
     a: *const f32,
     b: *const f32,
     c: *mut f32,
@@ -196,20 +307,21 @@ unsafe fn raw_product(
 ) {
     let (a_rs, a_cs) = op_strides(single.trans_a, single.lda());
     let (b_rs, b_cs) = op_strides(single.trans_b, single.ldb());
+    let ldc = single.ldc();
     // The crate computes dst := alpha·dst + beta·lhs·rhs, so our β is its alpha and our α its beta;
     // with read_dst false it never reads C (β = 0 overwrites NaN, as BLAS does).
     gemm::gemm(
-        single.m,
-        single.n,
+        block.rows,
+        block.cols,
         single.k,
-        c,
+        c.add(block.row * ldc + block.col),
         1,
-        single.ldc() as isize,
+        ldc as isize,
         single.beta != 0.0,
-        a,
+        a.offset(block.row as isize * a_rs),
         a_cs,
         a_rs,
-        b,
+        b.offset(block.col as isize * b_cs),
         b_cs,
         b_rs,
         single.beta,
@@ -223,16 +335,82 @@ unsafe fn raw_product(
 
 #[cfg(test)]
 mod tests {
-    use super::threads_worth;
+    use super::{threads_worth, Block, BlockGrid};
+    use crate::problem::GemmProblem;
 
     #[test]
-    fn threads_are_one_below_the_threshold_and_every_core_above() {
+    fn threads_are_every_core_once_they_save_more_than_waking_them_costs() {
         let macs = |n: f64| n * n * n;
-        assert_eq!(threads_worth(macs(128.0), 16), 1);
-        assert_eq!(threads_worth(macs(192.0), 16), 1);
+        assert_eq!(threads_worth(macs(160.0), 16), 1);
+        assert_eq!(threads_worth(macs(192.0), 16), 16);
+        assert_eq!(threads_worth(macs(192.0), 2), 1);
         assert_eq!(threads_worth(macs(256.0), 16), 16);
         assert_eq!(threads_worth(macs(256.0), 2), 2);
         assert_eq!(threads_worth(macs(4096.0), 1), 1);
         assert_eq!(threads_worth(macs(4096.0), 0), 1);
+    }
+
+    fn grid(m: usize, n: usize, threads: usize) -> Option<BlockGrid> {
+        BlockGrid::new(&GemmProblem::new(m, n, 256), threads)
+    }
+
+    #[test]
+    fn blocks_are_the_squarest_factor_pair_of_the_threads() {
+        let g = grid(2048, 2048, 16).unwrap();
+        assert_eq!(
+            (g.rows, g.cols, g.block_rows, g.block_cols),
+            (4, 4, 512, 512)
+        );
+        let g = grid(1024, 2048, 8).unwrap();
+        assert_eq!(
+            (g.rows, g.cols, g.block_rows, g.block_cols),
+            (2, 4, 512, 512)
+        );
+        // Thin C: one row of blocks, as wide as they may be; or one column of them.
+        let g = grid(64, 4096, 16).unwrap();
+        assert_eq!((g.rows, g.cols), (1, 16));
+        let g = grid(100_000, 8, 16).unwrap();
+        assert_eq!((g.rows, g.cols, g.block_rows), (16, 1, 6256));
+        // Edges round up to 16, so 1000 rows in 3 make blocks of 336, 336 and 328.
+        let g = grid(1000, 200, 3).unwrap();
+        assert_eq!((g.rows, g.cols, g.block_rows), (3, 1, 336));
+        assert_eq!(
+            g.block(2),
+            Block {
+                row: 672,
+                rows: 328,
+                col: 0,
+                cols: 200
+            }
+        );
+    }
+
+    #[test]
+    fn c_too_small_for_a_block_per_thread_is_not_cut() {
+        assert!(grid(64, 64, 16).is_none());
+        assert!(grid(100, 300, 32).is_none());
+    }
+
+    #[test]
+    fn blocks_cover_every_element_of_c_once() {
+        for (m, n, threads) in [
+            (1000, 777, 16),
+            (129, 4097, 6),
+            (2048, 96, 4),
+            (500, 500, 7),
+        ] {
+            let g = grid(m, n, threads).unwrap();
+            assert!(g.count() <= threads);
+            let mut hits = vec![0u8; m * n];
+            for index in 0..g.count() {
+                let b = g.block(index);
+                for row in b.row..b.row + b.rows {
+                    for col in b.col..b.col + b.cols {
+                        hits[row * n + col] += 1;
+                    }
+                }
+            }
+            assert!(hits.iter().all(|&h| h == 1), "{m}x{n} on {threads} threads");
+        }
     }
 }
