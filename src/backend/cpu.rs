@@ -186,8 +186,8 @@ impl Backend for CpuBackend {
     }
 }
 
-/// The narrowest a block of C may be before cutting C for every thread stops paying: below
-/// it the crate's own threads (which share the packing of B) run the product.
+/// The narrowest block of C a thread is given (a chosen bound, not a measured one): where every
+/// grid would cut thinner, the crate's own threads (which share the packing of B) run the product.
 const MIN_BLOCK_EDGE: usize = 64;
 
 /// C cut into a grid of blocks, each computed by one thread with its own packing of A's rows and

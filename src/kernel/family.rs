@@ -222,9 +222,10 @@ impl TileParams {
     /// slot idles at the end. Each stretch of a share within one tile is computed as the plain
     /// kernel computes a tile over those slabs; a stretch covering its whole tile is stored into
     /// C; any other is the first or the last of its share (only those can start or end inside a
-    /// tile) and goes raw to the workgroup's slot 0 or 1 of the partial tiles. The fixup pass (`STREAM_K_FIXUP`, one workgroup per tile) finds the workgroups that
-    /// shared its tile from the same arithmetic and sums their slots in workgroup order (a result
-    /// repeats bit for bit) into C with α and β.
+    /// tile) and goes raw to the workgroup's slot 0 or 1 of the partial tiles. The fixup pass
+    /// (`STREAM_K_FIXUP`, one workgroup per tile) finds the workgroups that shared its tile from
+    /// the same arithmetic and sums their slots in workgroup order (a result repeats bit for bit)
+    /// into C with α and β.
     pub fn stream_k_source(&self, language: Language, groups: u32) -> String {
         self.generate(language, Some(groups))
     }
