@@ -178,16 +178,17 @@ fn report_compares_the_arms_of_an_ab_policy() {
         .sum();
     assert_eq!(calls, 8);
     assert_eq!(report["telemetry"]["selection_latency_us"]["count"], 8);
-    // Where tile16 exists (lavapipe, PoCL), the baseline arm ran it.
+    // Where tile16 exists (lavapipe, PoCL), the baseline arm ran it for all of its four calls, on
+    // whichever device ranked first at each shape (lavapipe's and PoCL's ranks may differ by shape).
     if common::wgpu_required() {
-        assert!(
-            report["telemetry"]["kernels"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|k| k["kernel"] == "tile16" && k["calls"] == 4),
-            "{report}"
-        );
+        let tile16_calls: u64 = report["telemetry"]["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["kernel"] == "tile16")
+            .map(|k| k["calls"].as_u64().unwrap())
+            .sum();
+        assert_eq!(tile16_calls, 4, "{report}");
     }
 }
 
