@@ -6,7 +6,8 @@ mod common;
 
 use common::scripted::ScriptedGpu;
 use common::{
-    batched_cases, correctness_cases, cpu_backend, ocl_backends, wgpu_backends, whole_tile_cases,
+    batched_cases, correctness_cases, cpu_backend, ocl_backends, shared_block_cases, wgpu_backends,
+    whole_tile_cases,
 };
 use std::sync::Arc;
 use tilegemm::verify::verify;
@@ -46,6 +47,19 @@ fn cpu_native_matches_reference() {
 fn cpu_native_cut_into_blocks_for_six_threads_matches_reference() {
     let six: Arc<dyn Backend> = Arc::new(tilegemm::backend::cpu::CpuBackend::with_threads(6));
     check_kernel(&[six], "native");
+}
+
+/// Two threads take the blocks of 520×516 (and of a batch of two) in turn, each the next one
+/// not yet taken.
+#[test]
+fn cpu_native_blocks_taken_in_turn_by_two_threads_match_reference() {
+    let two = tilegemm::backend::cpu::CpuBackend::with_threads(2);
+    let failures: Vec<_> = shared_block_cases()
+        .iter()
+        .map(|case| verify(&two, "native", case))
+        .filter(|report| !report.pass)
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

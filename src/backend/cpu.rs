@@ -6,18 +6,20 @@ use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
 use crate::problem::{op_strides, scale_c, GemmProblem};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The one kernel the CPU backend offers.
 pub const NATIVE_KERNEL: &str = "native";
 
 /// Multiply-adds the threads must save before waking them pays: on a 2-core Xeon one core does
-/// 96³–192³ at 150–160 GFLOPS while two do 67–155, and two win from 256³ (232 against 165), so
-/// half of 2·160³ is the break-even there.
-const MACS_SAVED_FOR_THREADS: f64 = 160.0 * 160.0 * 160.0;
+/// 96³–192³ at 150–160 GFLOPS while two do 67–155, and two win from 256³ (232 against 165), so the
+/// break-even there lies just above 192³ (2·155³); on a 16-core Xeon sixteen threads ran 160³ at
+/// 262 GFLOPS where one ran 126, so the bound lets them take it (it must stay below 156³).
+const MACS_SAVED_FOR_THREADS: f64 = 155.0 * 155.0 * 155.0;
 
 /// How many of `available` threads `macs` multiply-adds are worth: one, or every one, once the
-/// (1 − 1/threads) of the product they take off the first core outweighs waking them — 2·160³ on
-/// two cores, 164³ on sixteen. Once the pool is awake more threads cost little: on a 16-core Xeon
+/// (1 − 1/threads) of the product they take off the first core outweighs waking them — 2·155³ on
+/// two cores, 158³ on sixteen. Once the pool is awake more threads cost little: on a 16-core Xeon
 /// 16 threads beat 1, 2, 4 and 8 at 192³, 256³ and 384³ (398 / 414 / 523 GFLOPS; one thread 115
 /// at 192³, the others at most 225 / 346 / 426).
 fn threads_worth(macs: f64, available: usize) -> usize {
@@ -155,27 +157,30 @@ impl Backend for CpuBackend {
             }
             return Ok(());
         };
-        // Work items are (product, block) pairs; thread t takes items t, t + threads, …
+        // Work items are (product, block) pairs; each thread takes the next one not yet taken.
         let items = problem.batch * grid.count();
         let threads = product_threads.max(batch_threads).min(items);
         let c_start = SendPtr(c.as_mut_ptr());
-        let work = |thread: usize| {
-            for item in (thread..items).step_by(threads) {
-                let (a_at, b_at, c_at) = problem.offsets(item / grid.count());
-                // SAFETY: check_lengths proved every product lies inside the slices, extents()
-                // that no two products' C elements overlap, and blocks of one C are disjoint, so
-                // threads write disjoint elements; C does not alias A or B.
-                unsafe {
-                    raw_product(
-                        &single,
-                        grid.block(item % grid.count()),
-                        a[a_at..].as_ptr(),
-                        b[b_at..].as_ptr(),
-                        c_start.at(c_at),
-                        gemm::Parallelism::None,
-                    )
-                };
+        let next_item = AtomicUsize::new(0);
+        let work = |_thread: usize| loop {
+            let item = next_item.fetch_add(1, Ordering::Relaxed);
+            if item >= items {
+                break;
             }
+            let (a_at, b_at, c_at) = problem.offsets(item / grid.count());
+            // SAFETY: check_lengths proved every product lies inside the slices, extents() that
+            // no two products' C elements overlap, and blocks of one C are disjoint, so threads
+            // write disjoint elements (each item is taken once); C does not alias A or B.
+            unsafe {
+                raw_product(
+                    &single,
+                    grid.block(item % grid.count()),
+                    a[a_at..].as_ptr(),
+                    b[b_at..].as_ptr(),
+                    c_start.at(c_at),
+                    gemm::Parallelism::None,
+                )
+            };
         };
         if threads == 1 {
             work(0);
@@ -341,8 +346,8 @@ mod tests {
     #[test]
     fn threads_are_every_core_once_they_save_more_than_waking_them_costs() {
         let macs = |n: f64| n * n * n;
-        assert_eq!(threads_worth(macs(160.0), 16), 1);
-        assert_eq!(threads_worth(macs(192.0), 16), 16);
+        assert_eq!(threads_worth(macs(150.0), 16), 1);
+        assert_eq!(threads_worth(macs(160.0), 16), 16);
         assert_eq!(threads_worth(macs(192.0), 2), 1);
         assert_eq!(threads_worth(macs(256.0), 16), 16);
         assert_eq!(threads_worth(macs(256.0), 2), 2);

@@ -129,6 +129,13 @@ pub fn whole_tile_cases() -> Vec<VerifyCase> {
     case_matrix(&["128x128x64"], &[0, 4], &[1, 2])
 }
 
+/// A C the CPU backend on two threads cuts into two blocks (272 and 248 rows), so a batch of two
+/// is four (product, block) items for two threads: every transpose and (α, β), rows packed and
+/// padded, single and batched.
+pub fn shared_block_cases() -> Vec<VerifyCase> {
+    case_matrix(&["520x516x29"], &[0, 3], &[1, 2])
+}
+
 /// A fresh, empty folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tilegemm-{name}-{}", std::process::id()));
