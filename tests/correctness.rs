@@ -6,22 +6,27 @@ mod common;
 
 use common::scripted::ScriptedGpu;
 use common::{
-    batched_cases, correctness_cases, cpu_backend, ocl_backends, shared_block_cases, wgpu_backends,
-    whole_tile_cases,
+    batched_cases, correctness_cases, cpu_backend, ocl_backends, two_thread_block_cases,
+    wgpu_backends, whole_tile_cases,
 };
 use std::sync::Arc;
-use tilegemm::verify::verify;
+use tilegemm::verify::{verify, VerifyCase};
 use tilegemm::Backend;
 
 /// Verifies `kernel` on each backend over the whole case matrix, batches and whole tiles included;
 /// lists every failure.
 fn check_kernel(backends: &[Arc<dyn Backend>], kernel: &str) {
+    let cases = [correctness_cases(), batched_cases(), whole_tile_cases()].concat();
+    check_cases(backends, kernel, &cases);
+}
+
+/// Verifies `kernel` on each backend at each of `cases`; lists every failure.
+fn check_cases(backends: &[Arc<dyn Backend>], kernel: &str, cases: &[VerifyCase]) {
     let mut failures = Vec::new();
     let mut checked = 0;
     for backend in backends {
-        let cases = correctness_cases().into_iter().chain(batched_cases());
-        for case in cases.chain(whole_tile_cases()) {
-            let report = verify(backend.as_ref(), kernel, &case);
+        for case in cases {
+            let report = verify(backend.as_ref(), kernel, case);
             checked += 1;
             if !report.pass {
                 failures.push(format!("{report:?}"));
@@ -53,13 +58,8 @@ fn cpu_native_cut_into_blocks_for_six_threads_matches_reference() {
 /// not yet taken.
 #[test]
 fn cpu_native_blocks_taken_in_turn_by_two_threads_match_reference() {
-    let two = tilegemm::backend::cpu::CpuBackend::with_threads(2);
-    let failures: Vec<_> = shared_block_cases()
-        .iter()
-        .map(|case| verify(&two, "native", case))
-        .filter(|report| !report.pass)
-        .collect();
-    assert!(failures.is_empty(), "{failures:#?}");
+    let two: Arc<dyn Backend> = Arc::new(tilegemm::backend::cpu::CpuBackend::with_threads(2));
+    check_cases(&[two], "native", &two_thread_block_cases());
 }
 
 #[test]

@@ -140,6 +140,7 @@ impl Backend for CpuBackend {
         };
         let Some(grid) = grid else {
             // C too small to cut for every thread: the crate's own threads, product by product.
+            let whole = BlockGrid::whole(&single).block(0);
             for index in 0..problem.batch {
                 let (a_at, b_at, c_at) = problem.offsets(index);
                 // SAFETY: check_lengths proved every product lies inside the slices, and C
@@ -147,7 +148,7 @@ impl Backend for CpuBackend {
                 unsafe {
                     raw_product(
                         &single,
-                        BlockGrid::whole(&single).block(0),
+                        whole,
                         a[a_at..].as_ptr(),
                         b[b_at..].as_ptr(),
                         c[c_at..].as_mut_ptr(),
@@ -162,7 +163,7 @@ impl Backend for CpuBackend {
         let threads = product_threads.max(batch_threads).min(items);
         let c_start = SendPtr(c.as_mut_ptr());
         let next_item = AtomicUsize::new(0);
-        let work = |_thread: usize| loop {
+        let work = || loop {
             let item = next_item.fetch_add(1, Ordering::Relaxed);
             if item >= items {
                 break;
@@ -183,9 +184,9 @@ impl Backend for CpuBackend {
             };
         };
         if threads == 1 {
-            work(0);
+            work();
         } else {
-            (0..threads).into_par_iter().for_each(work);
+            (0..threads).into_par_iter().for_each(|_| work());
         }
         Ok(())
     }

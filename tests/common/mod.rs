@@ -132,7 +132,7 @@ pub fn whole_tile_cases() -> Vec<VerifyCase> {
 /// A C the CPU backend on two threads cuts into two blocks (272 and 248 rows), so a batch of two
 /// is four (product, block) items for two threads: every transpose and (α, β), rows packed and
 /// padded, single and batched.
-pub fn shared_block_cases() -> Vec<VerifyCase> {
+pub fn two_thread_block_cases() -> Vec<VerifyCase> {
     case_matrix(&["520x516x29"], &[0, 3], &[1, 2])
 }
 
