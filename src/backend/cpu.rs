@@ -7,35 +7,34 @@ use crate::error::{Error, Result};
 use crate::problem::{op_strides, scale_c, GemmProblem};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 /// The one kernel the CPU backend offers.
 pub const NATIVE_KERNEL: &str = "native";
 
-/// Multiply-adds the threads must save before waking them pays: on a 2-core Xeon one core does
-/// 96³–192³ at 150–160 GFLOPS while two do 67–155, and two win from 256³ (232 against 165), so the
-/// break-even there lies just above 192³ (2·155³); on a 16-core Xeon sixteen threads ran 160³ at
-/// 262 GFLOPS where one ran 126, so the bound lets them take it (it must stay below 156³).
-const MACS_SAVED_FOR_THREADS: f64 = 155.0 * 155.0 * 155.0;
+/// Below this many multiply-adds taken off the first core ((1 − 1/threads) of a product's), a
+/// product runs on one thread on every host: waking the others never paid there (one core of the
+/// 16-core Xeon hosts ran 96³ at 111% of OpenBLAS).
+const SAVED_MACS_ONE_THREAD_BELOW: f64 = 80.0 * 80.0 * 80.0;
 
-/// How many of `available` threads `macs` multiply-adds are worth: one, or every one, once the
-/// (1 − 1/threads) of the product they take off the first core outweighs waking them — 2·155³ on
-/// two cores, 158³ on sixteen. Once the pool is awake more threads cost little: on a 16-core Xeon
-/// 16 threads beat 1, 2, 4 and 8 at 192³, 256³ and 384³ (398 / 414 / 523 GFLOPS; one thread 115
-/// at 192³, the others at most 225 / 346 / 426).
-fn threads_worth(macs: f64, available: usize) -> usize {
-    let threads = available.max(1);
-    if macs * (1.0 - 1.0 / threads as f64) >= MACS_SAVED_FOR_THREADS {
-        threads
-    } else {
-        1
-    }
-}
+/// From this many multiply-adds taken off the first core, a product runs on every core on every
+/// host (two Xeon cores won from 256³, 232 GFLOPS against one's 165). Once the pool is awake, more
+/// threads cost little: on a 16-core Xeon sixteen beat 1, 2, 4 and 8 at 192³, 256³ and 384³.
+const SAVED_MACS_EVERY_CORE_FROM: f64 = 200.0 * 200.0 * 200.0;
+
+/// Timed runs of each calibration product; the median is kept, so runs slowed by another process
+/// on a loaded host do not move the break-even.
+const CALIBRATION_RUNS: usize = 7;
 
 /// The host CPU through the `gemm` crate.
 pub struct CpuBackend {
     info: DeviceInfo,
     capabilities: Capabilities,
     threads: usize,
+    /// Multiply-adds from which every core beats one on this host, measured at the first product
+    /// that could go either way ([`CpuBackend::threads_from_macs`]).
+    break_even: OnceLock<f64>,
 }
 
 impl CpuBackend {
@@ -68,8 +67,102 @@ impl CpuBackend {
             info,
             capabilities,
             threads,
+            break_even: OnceLock::new(),
         }
     }
+
+    /// Multiply-adds from which a product runs on every core rather than one. Where that depends
+    /// on the host (between [`SAVED_MACS_ONE_THREAD_BELOW`] and [`SAVED_MACS_EVERY_CORE_FROM`]
+    /// taken off the first core) it is measured the first time it is needed: square products at
+    /// both ends of that range on one thread and on all, a few milliseconds once per backend. One
+    /// constant cannot serve every host: sixteen Xeon cores pay from about 123³, while two cores
+    /// of a shared EPYC ran 160³–192³ at 42–155 GFLOPS against one core's steady 96–101.
+    pub fn threads_from_macs(&self) -> f64 {
+        if self.threads == 1 {
+            return f64::INFINITY;
+        }
+        *self.break_even.get_or_init(|| self.measure_break_even())
+    }
+
+    /// How many threads a product of `macs` multiply-adds runs on: one, or every one.
+    fn threads_worth(&self, macs: f64) -> usize {
+        let saved = macs * (1.0 - 1.0 / self.threads as f64);
+        if self.threads == 1 || saved < SAVED_MACS_ONE_THREAD_BELOW {
+            1
+        } else if saved >= SAVED_MACS_EVERY_CORE_FROM || macs >= self.threads_from_macs() {
+            self.threads
+        } else {
+            1
+        }
+    }
+
+    /// Times square products at both ends of the host-dependent range on one thread and on every
+    /// core (medians of [`CALIBRATION_RUNS`], the two interleaved) and returns where the straight
+    /// lines through each's two points cross, kept inside the range.
+    fn measure_break_even(&self) -> f64 {
+        let share = 1.0 - 1.0 / self.threads as f64;
+        let (low, high) = (
+            SAVED_MACS_ONE_THREAD_BELOW / share,
+            SAVED_MACS_EVERY_CORE_FROM / share,
+        );
+        // Edges rounded to 16 (a SIMD register of f32s), as real products mostly are.
+        let edges = [low, high].map(|macs| (macs.cbrt() / 16.0).round().max(1.0) as usize * 16);
+        let largest = edges[1] * edges[1];
+        let (a, b) = (vec![0.5f32; largest], vec![0.25f32; largest]);
+        let mut c = vec![0.0f32; largest];
+        let (mut one, mut every) = ([0.0; 2], [0.0; 2]);
+        for (i, &edge) in edges.iter().enumerate() {
+            let problem = GemmProblem::new(edge, edge, edge);
+            let mut seconds = |threads: usize| {
+                let started = Instant::now();
+                // SAFETY: each operand holds the largest edge's square, so every product fits.
+                unsafe { self.run(&problem, &a, &b, &mut c, threads, 1) };
+                started.elapsed().as_secs_f64()
+            };
+            // A first run of each wakes the pool and warms the caches.
+            seconds(1);
+            seconds(self.threads);
+            let (mut ones, mut everys): (Vec<f64>, Vec<f64>) = (0..CALIBRATION_RUNS)
+                .map(|_| (seconds(1), seconds(self.threads)))
+                .unzip();
+            one[i] = median(&mut ones);
+            every[i] = median(&mut everys);
+        }
+        let macs = edges.map(|edge| (edge as f64).powi(3));
+        let break_even = crossing(macs, one, every).clamp(low, high);
+        log::info!(
+            "cpu: every core from {:.0}³ multiply-adds (one thread {:.0} / {:.0} µs, {} threads \
+             {:.0} / {:.0} µs at {}³ / {}³)",
+            break_even.cbrt(),
+            one[0] * 1e6,
+            one[1] * 1e6,
+            self.threads,
+            every[0] * 1e6,
+            every[1] * 1e6,
+            edges[0],
+            edges[1],
+        );
+        break_even
+    }
+}
+
+/// The middle value of `values` (the upper one of an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Where the line through one thread's (multiply-adds, seconds) points meets the line through
+/// every core's: infinite where every core gains nothing per multiply-add, at or below the first
+/// point where every core is ahead from the start.
+fn crossing(macs: [f64; 2], one: [f64; 2], every: [f64; 2]) -> f64 {
+    let slope = |seconds: [f64; 2]| (seconds[1] - seconds[0]) / (macs[1] - macs[0]);
+    let (one_slope, every_slope) = (slope(one), slope(every));
+    if every_slope >= one_slope {
+        return f64::INFINITY;
+    }
+    let intercept = |seconds: [f64; 2], slope: f64| seconds[0] - slope * macs[0];
+    (intercept(every, every_slope) - intercept(one, one_slope)) / (one_slope - every_slope)
 }
 
 impl Default for CpuBackend {
@@ -130,10 +223,31 @@ impl Backend for CpuBackend {
             scale_c(problem, c);
             return Ok(());
         }
-        let single = problem.single();
-        let product_threads = threads_worth(single.flops() / 2.0, self.threads);
+        let product_threads = self.threads_worth(problem.single().flops() / 2.0);
         // Threads for the batch only when it is worth them as a whole, as for one product.
-        let batch_threads = threads_worth(problem.flops() / 2.0, self.threads).min(problem.batch);
+        let batch_threads = self.threads_worth(problem.flops() / 2.0).min(problem.batch);
+        // SAFETY: check_lengths passed above.
+        unsafe { self.run(problem, a, b, c, product_threads, batch_threads) };
+        Ok(())
+    }
+}
+
+impl CpuBackend {
+    /// `problem`, not empty and not a scaling of C alone, with each product on `product_threads`
+    /// and the batch's products on up to `batch_threads`.
+    ///
+    /// # Safety
+    /// `problem.check_lengths(a.len(), b.len(), c.len())` must have passed.
+    unsafe fn run(
+        &self,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        product_threads: usize,
+        batch_threads: usize,
+    ) {
+        let single = problem.single();
         let grid = match product_threads {
             1 => Some(BlockGrid::whole(&single)),
             threads => BlockGrid::new(&single, threads),
@@ -143,8 +257,8 @@ impl Backend for CpuBackend {
             let whole = BlockGrid::whole(&single).block(0);
             for index in 0..problem.batch {
                 let (a_at, b_at, c_at) = problem.offsets(index);
-                // SAFETY: check_lengths proved every product lies inside the slices, and C
-                // (borrowed mutably) does not alias A or B.
+                // SAFETY: the caller's check_lengths proved every product lies inside the slices,
+                // and C (borrowed mutably) does not alias A or B.
                 unsafe {
                     raw_product(
                         &single,
@@ -156,7 +270,7 @@ impl Backend for CpuBackend {
                     )
                 };
             }
-            return Ok(());
+            return;
         };
         // Work items are (product, block) pairs; each thread takes the next one not yet taken.
         let items = problem.batch * grid.count();
@@ -169,9 +283,10 @@ impl Backend for CpuBackend {
                 break;
             }
             let (a_at, b_at, c_at) = problem.offsets(item / grid.count());
-            // SAFETY: check_lengths proved every product lies inside the slices, extents() that
-            // no two products' C elements overlap, and blocks of one C are disjoint, so threads
-            // write disjoint elements (each item is taken once); C does not alias A or B.
+            // SAFETY: the caller's check_lengths proved every product lies inside the slices,
+            // extents() that no two products' C elements overlap, and blocks of one C are
+            // disjoint, so threads write disjoint elements (each item is taken once); C does not
+            // alias A or B.
             unsafe {
                 raw_product(
                     &single,
@@ -188,7 +303,6 @@ impl Backend for CpuBackend {
         } else {
             (0..threads).into_par_iter().for_each(|_| work());
         }
-        Ok(())
     }
 }
 
@@ -341,19 +455,61 @@ unsafe fn raw_product(
 
 #[cfg(test)]
 mod tests {
-    use super::{threads_worth, Block, BlockGrid};
+    use super::{crossing, Block, BlockGrid, CpuBackend};
     use crate::problem::GemmProblem;
 
+    fn cube(edge: f64) -> f64 {
+        edge * edge * edge
+    }
+
     #[test]
-    fn threads_are_every_core_once_they_save_more_than_waking_them_costs() {
-        let macs = |n: f64| n * n * n;
-        assert_eq!(threads_worth(macs(150.0), 16), 1);
-        assert_eq!(threads_worth(macs(160.0), 16), 16);
-        assert_eq!(threads_worth(macs(192.0), 2), 1);
-        assert_eq!(threads_worth(macs(256.0), 16), 16);
-        assert_eq!(threads_worth(macs(256.0), 2), 2);
-        assert_eq!(threads_worth(macs(4096.0), 1), 1);
-        assert_eq!(threads_worth(macs(4096.0), 0), 1);
+    fn threads_are_one_below_the_range_every_core_above_it_and_the_host_s_choice_inside() {
+        let sixteen = CpuBackend::with_threads(16);
+        // Outside the range nothing is measured.
+        assert_eq!(sixteen.threads_worth(cube(80.0)), 1);
+        assert_eq!(sixteen.threads_worth(cube(210.0)), 16);
+        assert!(sixteen.break_even.get().is_none());
+        sixteen.break_even.set(cube(140.0)).unwrap();
+        assert_eq!(sixteen.threads_worth(cube(139.0)), 1);
+        assert_eq!(sixteen.threads_worth(cube(141.0)), 16);
+        // Two threads take half the work off the first core: the range is twice as many macs.
+        let two = CpuBackend::with_threads(2);
+        assert_eq!(two.threads_worth(cube(100.0)), 1);
+        assert_eq!(two.threads_worth(2.0 * cube(200.0)), 2);
+        assert!(two.break_even.get().is_none());
+        assert_eq!(CpuBackend::with_threads(1).threads_worth(cube(4096.0)), 1);
+        assert_eq!(CpuBackend::with_threads(0).threads_worth(cube(4096.0)), 1);
+    }
+
+    #[test]
+    fn the_break_even_is_where_the_two_lines_cross() {
+        // One thread at 50 G multiply-adds a second; every core 8 times that after 30 µs of waking.
+        let macs = [cube(96.0), cube(208.0)];
+        let one = macs.map(|m| m / 50e9);
+        let every = macs.map(|m| 30e-6 + m / 400e9);
+        let expected = 30e-6 / (1.0 / 50e9 - 1.0 / 400e9);
+        assert!((crossing(macs, one, every) / expected - 1.0).abs() < 1e-9);
+        // Every core no faster per multiply-add: never.
+        let slow = macs.map(|m| 30e-6 + m / 50e9);
+        assert_eq!(crossing(macs, one, slow), f64::INFINITY);
+        // Every core ahead at both sizes: a break-even below the smaller.
+        let quick = macs.map(|m| m / 400e9);
+        assert!(crossing(macs, one, quick) < macs[0]);
+    }
+
+    #[test]
+    fn the_measured_break_even_lies_inside_the_host_dependent_range() {
+        for threads in [2, 4] {
+            let backend = CpuBackend::with_threads(threads);
+            let share = 1.0 - 1.0 / threads as f64;
+            let measured = backend.threads_from_macs();
+            assert!(
+                (cube(80.0) / share..=cube(200.0) / share).contains(&measured),
+                "{threads} threads from {}³",
+                measured.cbrt()
+            );
+            assert_eq!(backend.threads_from_macs(), measured, "measured once");
+        }
     }
 
     fn grid(m: usize, n: usize, threads: usize) -> Option<BlockGrid> {
