@@ -6,8 +6,7 @@ use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
 use crate::problem::{op_strides, scale_c, GemmProblem};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The one kernel the CPU backend offers.
@@ -23,18 +22,30 @@ const SAVED_MACS_ONE_THREAD_BELOW: f64 = 80.0 * 80.0 * 80.0;
 /// threads cost little: on a 16-core Xeon sixteen beat 1, 2, 4 and 8 at 192³, 256³ and 384³.
 const SAVED_MACS_EVERY_CORE_FROM: f64 = 200.0 * 200.0 * 200.0;
 
+/// Multiply-adds taken off the first core from which every core runs a product while the host's
+/// break-even is not measured (before the first product that needs it, while another call
+/// measures it, and on rayon's own threads, which never measure): the rule before measuring, 158³
+/// on sixteen cores and 2·155³ on two.
+const SAVED_MACS_UNMEASURED: f64 = 155.0 * 155.0 * 155.0;
+
 /// Timed runs of each calibration product; the median is kept, so runs slowed by another process
 /// on a loaded host do not move the break-even.
 const CALIBRATION_RUNS: usize = 7;
+
+/// States of [`CpuBackend::break_even`] other than a measured value (NaN patterns: a measured
+/// break-even is finite).
+const UNMEASURED: u64 = u64::MAX;
+const MEASURING: u64 = u64::MAX - 1;
 
 /// The host CPU through the `gemm` crate.
 pub struct CpuBackend {
     info: DeviceInfo,
     capabilities: Capabilities,
     threads: usize,
-    /// Multiply-adds from which every core beats one on this host, measured at the first product
-    /// that could go either way ([`CpuBackend::threads_from_macs`]).
-    break_even: OnceLock<f64>,
+    /// The bits of [`CpuBackend::every_core_from_macs`] once measured, else [`UNMEASURED`] or
+    /// [`MEASURING`]: an atomic, not a lock, so no call ever waits for the measurement (a rayon
+    /// thread waiting on it could be the one the measurement's own work needs).
+    break_even: AtomicU64,
 }
 
 impl CpuBackend {
@@ -67,46 +78,70 @@ impl CpuBackend {
             info,
             capabilities,
             threads,
-            break_even: OnceLock::new(),
+            break_even: AtomicU64::new(UNMEASURED),
         }
     }
 
-    /// Multiply-adds from which a product runs on every core rather than one. Where that depends
-    /// on the host (between [`SAVED_MACS_ONE_THREAD_BELOW`] and [`SAVED_MACS_EVERY_CORE_FROM`]
-    /// taken off the first core) it is measured the first time it is needed: square products at
-    /// both ends of that range on one thread and on all, a few milliseconds once per backend. One
-    /// constant cannot serve every host: sixteen Xeon cores pay from about 123³, while two cores
-    /// of a shared EPYC ran 160³–192³ at 42–155 GFLOPS against one core's steady 96–101.
-    pub fn threads_from_macs(&self) -> f64 {
-        if self.threads == 1 {
+    /// Multiply-adds from which a product runs on every core rather than one (infinite on one
+    /// thread). Where that depends on the host (between [`SAVED_MACS_ONE_THREAD_BELOW`] and
+    /// [`SAVED_MACS_EVERY_CORE_FROM`] taken off the first core) the first call from outside
+    /// rayon's threads measures it, in a few milliseconds, once per backend: square products at
+    /// both ends of that range on one thread and on every core (`RUST_LOG=info` logs the result).
+    /// Call it at start-up to keep the measurement out of the first timed product. One constant
+    /// cannot serve every host: sixteen Xeon cores pay from about 123³, while two vCPUs of a shared
+    /// EPYC ran 160³–192³ at 42–155 GFLOPS against one core's steady 96–101; there, the measured
+    /// value also varies from process to process (155³–252³), as the host does.
+    pub fn every_core_from_macs(&self) -> f64 {
+        let share = 1.0 - 1.0 / self.threads as f64;
+        if share == 0.0 {
             return f64::INFINITY;
         }
-        *self.break_even.get_or_init(|| self.measure_break_even())
+        let state = self.break_even.load(Ordering::Acquire);
+        if state != UNMEASURED && state != MEASURING {
+            return f64::from_bits(state);
+        }
+        let may_measure = state == UNMEASURED
+            && rayon::current_thread_index().is_none()
+            && self
+                .break_even
+                .compare_exchange(UNMEASURED, MEASURING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if !may_measure {
+            return SAVED_MACS_UNMEASURED / share;
+        }
+        let measured = self.measure_break_even(share);
+        self.break_even.store(measured.to_bits(), Ordering::Release);
+        measured
     }
 
     /// How many threads a product of `macs` multiply-adds runs on: one, or every one.
     fn threads_worth(&self, macs: f64) -> usize {
         let saved = macs * (1.0 - 1.0 / self.threads as f64);
-        if self.threads == 1 || saved < SAVED_MACS_ONE_THREAD_BELOW {
+        if saved < SAVED_MACS_ONE_THREAD_BELOW {
             1
-        } else if saved >= SAVED_MACS_EVERY_CORE_FROM || macs >= self.threads_from_macs() {
+        } else if saved >= SAVED_MACS_EVERY_CORE_FROM || macs >= self.every_core_from_macs() {
             self.threads
         } else {
             1
         }
     }
 
-    /// Times square products at both ends of the host-dependent range on one thread and on every
-    /// core (medians of [`CALIBRATION_RUNS`], the two interleaved) and returns where the straight
-    /// lines through each's two points cross, kept inside the range.
-    fn measure_break_even(&self) -> f64 {
-        let share = 1.0 - 1.0 / self.threads as f64;
+    /// Times square products just outside both ends of the host-dependent range (`share` is the
+    /// part of a product every core takes off the first) on one thread and on every core (medians
+    /// of [`CALIBRATION_RUNS`], the two interleaved) and returns where every core starts to win,
+    /// kept inside the range. The smaller product runs on the `gemm` crate's threads and the
+    /// larger on a block per thread, as real products of those sizes do.
+    fn measure_break_even(&self, share: f64) -> f64 {
         let (low, high) = (
             SAVED_MACS_ONE_THREAD_BELOW / share,
             SAVED_MACS_EVERY_CORE_FROM / share,
         );
-        // Edges rounded to 16 (a SIMD register of f32s), as real products mostly are.
-        let edges = [low, high].map(|macs| (macs.cbrt() / 16.0).round().max(1.0) as usize * 16);
+        // Edges of 16 (a SIMD register of f32s), as real products mostly are: the smaller rounded
+        // down, the larger up, so the two enclose the range.
+        let edges = [
+            (low.cbrt() / 16.0).floor().max(1.0) as usize * 16,
+            (high.cbrt() / 16.0).ceil() as usize * 16,
+        ];
         let largest = edges[1] * edges[1];
         let (a, b) = (vec![0.5f32; largest], vec![0.25f32; largest]);
         let mut c = vec![0.0f32; largest];
@@ -115,7 +150,8 @@ impl CpuBackend {
             let problem = GemmProblem::new(edge, edge, edge);
             let mut seconds = |threads: usize| {
                 let started = Instant::now();
-                // SAFETY: each operand holds the largest edge's square, so every product fits.
+                // SAFETY: a packed edge³ product's operands are edge² elements each, and every
+                // buffer holds the larger edge's square, so check_lengths holds.
                 unsafe { self.run(&problem, &a, &b, &mut c, threads, 1) };
                 started.elapsed().as_secs_f64()
             };
@@ -144,6 +180,79 @@ impl CpuBackend {
         );
         break_even
     }
+
+    /// Computes `problem` (neither empty nor a scaling of C alone) with each product on
+    /// `product_threads` and the batch's products on up to `batch_threads`.
+    ///
+    /// # Safety
+    /// `problem.check_lengths(a.len(), b.len(), c.len())` must hold.
+    unsafe fn run(
+        &self,
+        problem: &GemmProblem,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        product_threads: usize,
+        batch_threads: usize,
+    ) {
+        debug_assert!(problem.check_lengths(a.len(), b.len(), c.len()).is_ok());
+        let single = problem.single();
+        let grid = match product_threads {
+            1 => Some(BlockGrid::whole(&single)),
+            threads => BlockGrid::new(&single, threads),
+        };
+        let Some(grid) = grid else {
+            // C too small to cut for every thread: the crate's own threads, product by product.
+            let whole = BlockGrid::whole(&single).block(0);
+            for index in 0..problem.batch {
+                let (a_at, b_at, c_at) = problem.offsets(index);
+                // SAFETY: the caller's check_lengths proved every product lies inside the slices,
+                // and C (borrowed mutably) does not alias A or B.
+                unsafe {
+                    raw_product(
+                        &single,
+                        whole,
+                        a[a_at..].as_ptr(),
+                        b[b_at..].as_ptr(),
+                        c[c_at..].as_mut_ptr(),
+                        gemm::Parallelism::Rayon(product_threads),
+                    )
+                };
+            }
+            return;
+        };
+        // Work items are (product, block) pairs; each thread takes the next one not yet taken.
+        let items = problem.batch * grid.count();
+        let threads = product_threads.max(batch_threads).min(items);
+        let c_start = SendPtr(c.as_mut_ptr());
+        let next_item = AtomicUsize::new(0);
+        let work = || loop {
+            let item = next_item.fetch_add(1, Ordering::Relaxed);
+            if item >= items {
+                break;
+            }
+            let (a_at, b_at, c_at) = problem.offsets(item / grid.count());
+            // SAFETY: the caller's check_lengths proved every product lies inside the slices,
+            // extents() that no two products' C elements overlap, and blocks of one C are
+            // disjoint, so threads write disjoint elements (each item is taken once); C does not
+            // alias A or B.
+            unsafe {
+                raw_product(
+                    &single,
+                    grid.block(item % grid.count()),
+                    a[a_at..].as_ptr(),
+                    b[b_at..].as_ptr(),
+                    c_start.at(c_at),
+                    gemm::Parallelism::None,
+                )
+            };
+        };
+        if threads == 1 {
+            work();
+        } else {
+            (0..threads).into_par_iter().for_each(|_| work());
+        }
+    }
 }
 
 /// The middle value of `values` (the upper one of an even count).
@@ -152,17 +261,18 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Where the line through one thread's (multiply-adds, seconds) points meets the line through
-/// every core's: infinite where every core gains nothing per multiply-add, at or below the first
-/// point where every core is ahead from the start.
+/// Where every core starts to beat one, from their seconds at two sizes of `macs` multiply-adds:
+/// the smaller size where every core is ahead there already, infinity where it is still behind at
+/// the larger, else where the straight line through the two sizes' differences crosses zero.
 fn crossing(macs: [f64; 2], one: [f64; 2], every: [f64; 2]) -> f64 {
-    let slope = |seconds: [f64; 2]| (seconds[1] - seconds[0]) / (macs[1] - macs[0]);
-    let (one_slope, every_slope) = (slope(one), slope(every));
-    if every_slope >= one_slope {
-        return f64::INFINITY;
+    let lead = [one[0] - every[0], one[1] - every[1]];
+    if lead[0] >= 0.0 {
+        macs[0]
+    } else if lead[1] <= 0.0 {
+        f64::INFINITY
+    } else {
+        macs[0] + (macs[1] - macs[0]) * -lead[0] / (lead[1] - lead[0])
     }
-    let intercept = |seconds: [f64; 2], slope: f64| seconds[0] - slope * macs[0];
-    (intercept(every, every_slope) - intercept(one, one_slope)) / (one_slope - every_slope)
 }
 
 impl Default for CpuBackend {
@@ -229,80 +339,6 @@ impl Backend for CpuBackend {
         // SAFETY: check_lengths passed above.
         unsafe { self.run(problem, a, b, c, product_threads, batch_threads) };
         Ok(())
-    }
-}
-
-impl CpuBackend {
-    /// `problem`, not empty and not a scaling of C alone, with each product on `product_threads`
-    /// and the batch's products on up to `batch_threads`.
-    ///
-    /// # Safety
-    /// `problem.check_lengths(a.len(), b.len(), c.len())` must have passed.
-    unsafe fn run(
-        &self,
-        problem: &GemmProblem,
-        a: &[f32],
-        b: &[f32],
-        c: &mut [f32],
-        product_threads: usize,
-        batch_threads: usize,
-    ) {
-        let single = problem.single();
-        let grid = match product_threads {
-            1 => Some(BlockGrid::whole(&single)),
-            threads => BlockGrid::new(&single, threads),
-        };
-        let Some(grid) = grid else {
-            // C too small to cut for every thread: the crate's own threads, product by product.
-            let whole = BlockGrid::whole(&single).block(0);
-            for index in 0..problem.batch {
-                let (a_at, b_at, c_at) = problem.offsets(index);
-                // SAFETY: the caller's check_lengths proved every product lies inside the slices,
-                // and C (borrowed mutably) does not alias A or B.
-                unsafe {
-                    raw_product(
-                        &single,
-                        whole,
-                        a[a_at..].as_ptr(),
-                        b[b_at..].as_ptr(),
-                        c[c_at..].as_mut_ptr(),
-                        gemm::Parallelism::Rayon(product_threads),
-                    )
-                };
-            }
-            return;
-        };
-        // Work items are (product, block) pairs; each thread takes the next one not yet taken.
-        let items = problem.batch * grid.count();
-        let threads = product_threads.max(batch_threads).min(items);
-        let c_start = SendPtr(c.as_mut_ptr());
-        let next_item = AtomicUsize::new(0);
-        let work = || loop {
-            let item = next_item.fetch_add(1, Ordering::Relaxed);
-            if item >= items {
-                break;
-            }
-            let (a_at, b_at, c_at) = problem.offsets(item / grid.count());
-            // SAFETY: the caller's check_lengths proved every product lies inside the slices,
-            // extents() that no two products' C elements overlap, and blocks of one C are
-            // disjoint, so threads write disjoint elements (each item is taken once); C does not
-            // alias A or B.
-            unsafe {
-                raw_product(
-                    &single,
-                    grid.block(item % grid.count()),
-                    a[a_at..].as_ptr(),
-                    b[b_at..].as_ptr(),
-                    c_start.at(c_at),
-                    gemm::Parallelism::None,
-                )
-            };
-        };
-        if threads == 1 {
-            work();
-        } else {
-            (0..threads).into_par_iter().for_each(|_| work());
-        }
     }
 }
 
@@ -455,8 +491,11 @@ unsafe fn raw_product(
 
 #[cfg(test)]
 mod tests {
-    use super::{crossing, Block, BlockGrid, CpuBackend};
+    use super::{crossing, Block, BlockGrid, CpuBackend, MEASURING, UNMEASURED};
+    use crate::backend::Backend;
     use crate::problem::GemmProblem;
+    use rayon::iter::{IntoParallelIterator, ParallelIterator};
+    use std::sync::atomic::Ordering;
 
     fn cube(edge: f64) -> f64 {
         edge * edge * edge
@@ -468,48 +507,89 @@ mod tests {
         // Outside the range nothing is measured.
         assert_eq!(sixteen.threads_worth(cube(80.0)), 1);
         assert_eq!(sixteen.threads_worth(cube(210.0)), 16);
-        assert!(sixteen.break_even.get().is_none());
-        sixteen.break_even.set(cube(140.0)).unwrap();
+        assert_eq!(sixteen.break_even.load(Ordering::Relaxed), UNMEASURED);
+        sixteen
+            .break_even
+            .store(cube(140.0).to_bits(), Ordering::Relaxed);
         assert_eq!(sixteen.threads_worth(cube(139.0)), 1);
         assert_eq!(sixteen.threads_worth(cube(141.0)), 16);
         // Two threads take half the work off the first core: the range is twice as many macs.
         let two = CpuBackend::with_threads(2);
         assert_eq!(two.threads_worth(cube(100.0)), 1);
         assert_eq!(two.threads_worth(2.0 * cube(200.0)), 2);
-        assert!(two.break_even.get().is_none());
+        assert_eq!(two.break_even.load(Ordering::Relaxed), UNMEASURED);
         assert_eq!(CpuBackend::with_threads(1).threads_worth(cube(4096.0)), 1);
         assert_eq!(CpuBackend::with_threads(0).threads_worth(cube(4096.0)), 1);
     }
 
     #[test]
-    fn the_break_even_is_where_the_two_lines_cross() {
+    fn rayon_threads_and_calls_during_a_measurement_use_the_fixed_rule_and_never_wait() {
+        let two = CpuBackend::with_threads(2);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.install(|| two.every_core_from_macs()),
+            2.0 * cube(155.0)
+        );
+        assert_eq!(two.break_even.load(Ordering::Relaxed), UNMEASURED);
+        two.break_even.store(MEASURING, Ordering::Relaxed);
+        assert_eq!(two.every_core_from_macs(), 2.0 * cube(155.0));
+        // A fresh backend's first products in the range, all from rayon's threads: correct, and
+        // none of them measures.
+        let fresh = CpuBackend::with_threads(2);
+        let edge = 150;
+        let problem = GemmProblem::new(edge, edge, edge);
+        let (a, b) = (vec![0.5f32; edge * edge], vec![0.25f32; edge * edge]);
+        let results: Vec<Vec<f32>> = (0..4)
+            .into_par_iter()
+            .map(|_| {
+                let mut c = vec![f32::NAN; edge * edge];
+                fresh.gemm("native", &problem, &a, &b, &mut c).unwrap();
+                c
+            })
+            .collect();
+        let exact = 0.125 * edge as f32;
+        assert!(results.iter().flatten().all(|&x| x == exact));
+        assert_eq!(fresh.break_even.load(Ordering::Relaxed), UNMEASURED);
+    }
+
+    #[test]
+    fn every_core_starts_to_win_where_the_difference_of_their_times_crosses_zero() {
         // One thread at 50 G multiply-adds a second; every core 8 times that after 30 µs of waking.
         let macs = [cube(96.0), cube(208.0)];
         let one = macs.map(|m| m / 50e9);
         let every = macs.map(|m| 30e-6 + m / 400e9);
         let expected = 30e-6 / (1.0 / 50e9 - 1.0 / 400e9);
         assert!((crossing(macs, one, every) / expected - 1.0).abs() < 1e-9);
-        // Every core no faster per multiply-add: never.
+        // Every core still behind at the larger size: never.
         let slow = macs.map(|m| 30e-6 + m / 50e9);
         assert_eq!(crossing(macs, one, slow), f64::INFINITY);
-        // Every core ahead at both sizes: a break-even below the smaller.
-        let quick = macs.map(|m| m / 400e9);
-        assert!(crossing(macs, one, quick) < macs[0]);
+        // Every core ahead at both sizes, even with no smaller slope: from the smaller.
+        let (one, every) = ([100e-6, 300e-6], [50e-6, 260e-6]);
+        assert_eq!(crossing(macs, one, every), macs[0]);
     }
 
     #[test]
-    fn the_measured_break_even_lies_inside_the_host_dependent_range() {
-        for threads in [2, 4] {
+    fn the_measured_break_even_lies_inside_the_host_dependent_range_and_is_kept() {
+        for threads in [2, 3, 16] {
             let backend = CpuBackend::with_threads(threads);
             let share = 1.0 - 1.0 / threads as f64;
-            let measured = backend.threads_from_macs();
+            let measured = backend.every_core_from_macs();
             assert!(
                 (cube(80.0) / share..=cube(200.0) / share).contains(&measured),
                 "{threads} threads from {}³",
                 measured.cbrt()
             );
-            assert_eq!(backend.threads_from_macs(), measured, "measured once");
+            let kept = backend.break_even.load(Ordering::Relaxed);
+            assert_eq!(f64::from_bits(kept), measured);
+            assert_eq!(backend.every_core_from_macs(), measured);
         }
+        assert_eq!(
+            CpuBackend::with_threads(1).every_core_from_macs(),
+            f64::INFINITY
+        );
     }
 
     fn grid(m: usize, n: usize, threads: usize) -> Option<BlockGrid> {
