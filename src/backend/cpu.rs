@@ -22,10 +22,10 @@ const SAVED_MACS_ONE_THREAD_BELOW: f64 = 80.0 * 80.0 * 80.0;
 /// threads cost little: on a 16-core Xeon sixteen beat 1, 2, 4 and 8 at 192³, 256³ and 384³.
 const SAVED_MACS_EVERY_CORE_FROM: f64 = 200.0 * 200.0 * 200.0;
 
-/// Multiply-adds taken off the first core from which every core runs a product while the host's
-/// break-even is not measured (before the first product that needs it, while another call
-/// measures it, and on rayon's own threads, which never measure): the rule before measuring, 158³
-/// on sixteen cores and 2·155³ on two.
+/// Multiply-adds taken off the first core from which every core runs a product where the host's
+/// break-even is not known yet and this call may not measure it (another call is measuring, or this
+/// one runs on one of rayon's own threads): the fixed rule of before, 158³ on sixteen cores and
+/// 2·155³ on two.
 const SAVED_MACS_UNMEASURED: f64 = 155.0 * 155.0 * 155.0;
 
 /// Timed runs of each calibration product; the median is kept, so runs slowed by another process
