@@ -9,6 +9,7 @@
 use crate::backend::{Backend, DeviceMatrix};
 use crate::error::Result;
 use crate::problem::{check_host_memory, GemmProblem};
+use crate::telemetry::median;
 use crate::verify::fill_random;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -133,8 +134,7 @@ impl Operands {
 
 /// (median, min, max) of a non-empty sample.
 fn summary(samples: &mut [f64]) -> (f64, f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    let median = samples[samples.len() / 2];
+    let median = median(samples);
     (median, samples[0], samples[samples.len() - 1])
 }
 

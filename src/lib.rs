@@ -32,7 +32,7 @@
 //! | [`reference`](mod@reference) | the f64 reference GEMM every kernel is judged against |
 //! | [`backend`] | the [`Backend`] trait; `cpu`; the host-slice GPU path written once over a small runtime trait that `wgpu` and `ocl` implement; discovery |
 //! | [`verify`], [`bench`](mod@bench) | a kernel checked against the reference on poisoned C; a kernel timed |
-//! | [`telemetry`] | Welford statistics of what ran, fallbacks, A/B arms |
+//! | [`telemetry`] | Welford statistics of what ran, fallbacks, A/B arms; the median of timings |
 //! | [`select`] | for the devices it is given: candidates, the calibrated prior, the tuning store, the learned model, ranking, bucketed decisions, on-line tuning and its recorder thread, policies, the guard (validation probe, disabled kernels) |
 //! | [`engine`] | discovery + selector + policy + guard + telemetry behind `gemm`, `gemm_on`, `matmul` |
 //! | [`tune`] | measuring, tuning and training as library API (the CLI's `tune` and `train` call it) |

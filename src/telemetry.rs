@@ -3,7 +3,7 @@
 //!
 //! Running statistics use Welford's update (one pass, numerically stable), so an engine that runs
 //! millions of GEMMs keeps a fixed amount of telemetry. [`Telemetry::snapshot`] copies it out as a
-//! serialisable [`Report`].
+//! serialisable [`Report`]. [`median`] is the one median of a sample the crate's timings use.
 
 use crate::problem::Shape;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,12 @@ pub const MAX_ARM_SHAPES: usize = 4096;
 
 /// The shape of an arm's entry that gathers the shapes past [`MAX_ARM_SHAPES`].
 pub const OTHER_SHAPES: &str = "other";
+
+/// The middle value of a non-empty sample (the upper one of an even count); sorts it.
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
 
 /// Running count, mean and variance of a series (Welford).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use super::Backend;
 use crate::device::{BackendKind, Capabilities, DeviceInfo, DeviceType};
 use crate::error::{Error, Result};
 use crate::problem::{op_strides, scale_c, GemmProblem};
+use crate::telemetry::median;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -92,7 +93,7 @@ impl CpuBackend {
     /// EPYC ran 160³–192³ at 42–155 GFLOPS against one core's steady 96–101; there, the measured
     /// value also varies from process to process (155³–252³), as the host does.
     pub fn every_core_from_macs(&self) -> f64 {
-        let share = 1.0 - 1.0 / self.threads as f64;
+        let share = self.share_off_first_core();
         if share == 0.0 {
             return f64::INFINITY;
         }
@@ -114,9 +115,14 @@ impl CpuBackend {
         measured
     }
 
+    /// The part of a product every core takes off the first: 1 − 1/threads.
+    fn share_off_first_core(&self) -> f64 {
+        1.0 - 1.0 / self.threads as f64
+    }
+
     /// How many threads a product of `macs` multiply-adds runs on: one, or every one.
     fn threads_worth(&self, macs: f64) -> usize {
-        let saved = macs * (1.0 - 1.0 / self.threads as f64);
+        let saved = macs * self.share_off_first_core();
         if saved < SAVED_MACS_ONE_THREAD_BELOW {
             1
         } else if saved >= SAVED_MACS_EVERY_CORE_FROM || macs >= self.every_core_from_macs() {
@@ -139,7 +145,7 @@ impl CpuBackend {
         // Edges of 16 (a SIMD register of f32s), as real products mostly are: the smaller rounded
         // down, the larger up, so the two enclose the range.
         let edges = [
-            (low.cbrt() / 16.0).floor().max(1.0) as usize * 16,
+            (low.cbrt() / 16.0).floor() as usize * 16,
             (high.cbrt() / 16.0).ceil() as usize * 16,
         ];
         let largest = edges[1] * edges[1];
@@ -253,12 +259,6 @@ impl CpuBackend {
             (0..threads).into_par_iter().for_each(|_| work());
         }
     }
-}
-
-/// The middle value of `values` (the upper one of an even count).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Where every core starts to beat one, from their seconds at two sizes of `macs` multiply-adds:

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tilegemm::problem::check_host_memory;
 use tilegemm::reference::{max_relative_error, reference_gemm};
+use tilegemm::telemetry::median;
 use tilegemm::verify::{random_inputs, tolerance};
 use tilegemm::{Policy, Shape, Transpose};
 
@@ -64,8 +65,7 @@ pub fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let choice = choice.expect("at least one repetition");
     let info = choice.backend.info();
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = median(&mut times);
     let reference = reference_gemm(&problem, &a, &b, &c_in)?;
     let error = max_relative_error(&problem, &c, &reference);
     let pass = error < tolerance(problem.k);

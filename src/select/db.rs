@@ -11,6 +11,7 @@ use crate::device::{BackendKind, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::kernel::{find, KernelSpec};
 use crate::problem::Shape;
+use crate::telemetry::median;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -160,8 +161,7 @@ impl TuningDb {
             .filter(|r| (r.m, r.n, r.k) == (shape.m, shape.n, shape.k))
             .map(|r| (seconds(r.e2e_gflops) - seconds(r.gflops)).max(0.0))
             .collect();
-        copies.sort_by(f64::total_cmp);
-        let copy = copies[copies.len() / 2];
+        let copy = median(&mut copies);
         Some(flops / (copy + seconds(row.gflops)) / 1e9)
     }
 
