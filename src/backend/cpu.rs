@@ -84,10 +84,10 @@ impl CpuBackend {
     }
 
     /// Multiply-adds from which a product runs on every core rather than one (infinite on one
-    /// thread). Where that depends on the host (between [`SAVED_MACS_ONE_THREAD_BELOW`] and
-    /// [`SAVED_MACS_EVERY_CORE_FROM`] taken off the first core) the first call from outside
-    /// rayon's threads measures it, in a few milliseconds, once per backend: square products at
-    /// both ends of that range on one thread and on every core (`RUST_LOG=info` logs the result).
+    /// thread). Where that depends on the host (between 80³ and 200³ multiply-adds taken off the
+    /// first core) the first call from outside rayon's threads measures it, in a few milliseconds,
+    /// once per backend: square products at both ends of that range on one thread and on every
+    /// core (`RUST_LOG=info` logs the result).
     /// Call it at start-up to keep the measurement out of the first timed product. One constant
     /// cannot serve every host: sixteen Xeon cores pay from about 123³, while two vCPUs of a shared
     /// EPYC ran 160³–192³ at 42–155 GFLOPS against one core's steady 96–101; there, the measured
